@@ -1,0 +1,1 @@
+"""audioset_fetch stage of homesound."""

@@ -1,0 +1,1 @@
+"""embed stage: audio of any common format -> VGGish embeddings exactly as Google computes them."""
