@@ -1,0 +1,35 @@
+"""The one data interface between the stages that produce labeled embeddings and the detector.
+
+AudioSet segments (weak, clip-level labels) and Label Studio windows (strong, per-second
+labels) both arrive as LabeledSequence, so classify/ trains on either or both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LabeledSequence:
+    key: str  # unique, e.g. "audioset:YTID:30.000" or "recording:<sha256>:120.0"
+    group: str  # the source recording (YouTube id, content hash): splits never divide a group
+    split: str  # "train", "eval", ... as the producer assigned it
+    embedding: np.ndarray  # [T, 128]: uint8 post-processed (AudioSet format) or float32 raw
+    embedder_id: str  # provenance of the embedding; a model refuses other ids
+    classes: tuple[str, ...]  # target names, the column order of the labels below
+    clip_labels: np.ndarray | None = None  # [C] in {0, 1}: weak label for the whole sequence
+    frame_labels: np.ndarray | None = None  # [T, C] in {0, 1}, NaN where unknown: strong labels
+    start_seconds: float = 0.0  # where the sequence starts in its source recording
+    hop_seconds: float = 0.96
+
+    def __post_init__(self) -> None:
+        if self.embedding.ndim != 2:
+            raise ValueError(f"{self.key}: embedding must be [T, D], got {self.embedding.shape}")
+        if self.clip_labels is None and self.frame_labels is None:
+            raise ValueError(f"{self.key}: a labeled sequence needs clip_labels or frame_labels")
+        if self.clip_labels is not None and self.clip_labels.shape != (len(self.classes),):
+            raise ValueError(f"{self.key}: clip_labels must be [{len(self.classes)}]")
+        if self.frame_labels is not None and self.frame_labels.shape != (len(self.embedding), len(self.classes)):
+            raise ValueError(f"{self.key}: frame_labels must be [{len(self.embedding)}, {len(self.classes)}]")

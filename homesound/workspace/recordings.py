@@ -1,0 +1,225 @@
+"""Recordings found in the user's archive and their VGGish embeddings.
+
+Embeddings are keyed by (content hash, embedder), so the same audio under two paths is embedded
+once, and a file whose content changed gets a new hash and is embedded again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from homesound.workspace.core import Workspace, to_json, utc_now
+
+COMPONENT = "recordings"
+MIGRATIONS = (
+    """
+    CREATE TABLE embedders (
+        id TEXT PRIMARY KEY,
+        provenance_json TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE recordings (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL UNIQUE,
+        size INTEGER,
+        mtime_ns INTEGER,
+        content_sha256 TEXT,
+        duration_seconds REAL,
+        sample_rate INTEGER,
+        channels INTEGER,
+        format TEXT,
+        status TEXT NOT NULL,
+        error TEXT,
+        updated_at TEXT NOT NULL,
+        run_id INTEGER REFERENCES runs(id)
+    );
+    CREATE INDEX recordings_by_content ON recordings(content_sha256);
+    CREATE TABLE embeddings (
+        content_sha256 TEXT NOT NULL,
+        embedder_id TEXT NOT NULL REFERENCES embedders(id),
+        frames INTEGER NOT NULL,
+        hop_seconds REAL NOT NULL,
+        embedding BLOB NOT NULL,
+        raw_embedding BLOB,
+        created_at TEXT NOT NULL,
+        run_id INTEGER REFERENCES runs(id),
+        PRIMARY KEY (content_sha256, embedder_id)
+    )
+    """,
+)
+
+EMBEDDING_SIZE = 128
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    id: int
+    path: str
+    size: int | None
+    mtime_ns: int | None
+    content_sha256: str | None
+    duration_seconds: float | None
+    sample_rate: int | None
+    channels: int | None
+    format: str | None
+    status: str
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StoredEmbedding:
+    content_sha256: str
+    embedder_id: str
+    embedding: np.ndarray  # uint8 [T, 128]
+    raw_embedding: np.ndarray | None  # float32 [T, 128]
+    hop_seconds: float
+
+    @property
+    def start_seconds(self) -> np.ndarray:
+        return np.arange(len(self.embedding), dtype=np.float64) * self.hop_seconds
+
+
+def register_embedder(workspace: Workspace, embedder_id: str, provenance: Any) -> None:
+    with workspace.transaction() as db:
+        db.execute(
+            "INSERT OR IGNORE INTO embedders(id, provenance_json, created_at) VALUES (?, ?, ?)",
+            (embedder_id, to_json(provenance), utc_now()),
+        )
+
+
+def embedder_provenance(workspace: Workspace, embedder_id: str) -> dict | None:
+    import json
+
+    rows = workspace.query("SELECT provenance_json FROM embedders WHERE id=?", (embedder_id,))
+    return json.loads(rows[0]["provenance_json"]) if rows else None
+
+
+def get_recording(workspace: Workspace, path: str) -> RecordingRow | None:
+    rows = workspace.query("SELECT * FROM recordings WHERE path=?", (path,))
+    return _recording(rows[0]) if rows else None
+
+
+def list_recordings(workspace: Workspace, status: str | None = None) -> list[RecordingRow]:
+    sql = "SELECT * FROM recordings" + (" WHERE status=?" if status else "") + " ORDER BY path"
+    return [_recording(row) for row in workspace.query(sql, (status,) if status else ())]
+
+
+def has_embedding(workspace: Workspace, content_sha256: str, embedder_id: str) -> bool:
+    rows = workspace.query(
+        "SELECT 1 FROM embeddings WHERE content_sha256=? AND embedder_id=?", (content_sha256, embedder_id)
+    )
+    return bool(rows)
+
+
+def save_recording(
+    workspace: Workspace,
+    *,
+    path: str,
+    size: int | None,
+    mtime_ns: int | None,
+    content_sha256: str | None,
+    status: str,
+    error: str | None = None,
+    duration_seconds: float | None = None,
+    sample_rate: int | None = None,
+    channels: int | None = None,
+    audio_format: str | None = None,
+    run_id: int | None = None,
+    embedding: StoredEmbedding | None = None,
+) -> None:
+    """Write a recording's row, and its embedding if given, in one transaction."""
+    with workspace.transaction() as db:
+        if embedding is not None:
+            _insert_embedding(db, embedding, run_id)
+        db.execute(
+            """
+            INSERT INTO recordings(path, size, mtime_ns, content_sha256, duration_seconds, sample_rate,
+                                   channels, format, status, error, updated_at, run_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(path) DO UPDATE SET
+                size=excluded.size, mtime_ns=excluded.mtime_ns, content_sha256=excluded.content_sha256,
+                duration_seconds=excluded.duration_seconds, sample_rate=excluded.sample_rate,
+                channels=excluded.channels, format=excluded.format, status=excluded.status,
+                error=excluded.error, updated_at=excluded.updated_at, run_id=excluded.run_id
+            """,
+            (path, size, mtime_ns, content_sha256, duration_seconds, sample_rate, channels,
+             audio_format, status, error, utc_now(), run_id),
+        )
+
+
+def _insert_embedding(db, embedding: StoredEmbedding, run_id: int | None) -> None:
+    quantized = np.ascontiguousarray(embedding.embedding, dtype=np.uint8)
+    if quantized.ndim != 2 or quantized.shape[1] != EMBEDDING_SIZE:
+        raise ValueError(f"embedding must be [T, {EMBEDDING_SIZE}], got {quantized.shape}")
+    raw = None
+    if embedding.raw_embedding is not None:
+        raw = np.ascontiguousarray(embedding.raw_embedding, dtype="<f4").tobytes()
+    db.execute(
+        "INSERT OR IGNORE INTO embeddings(content_sha256, embedder_id, frames, hop_seconds, embedding,"
+        " raw_embedding, created_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (embedding.content_sha256, embedding.embedder_id, len(quantized), embedding.hop_seconds,
+         quantized.tobytes(), raw, utc_now(), run_id),
+    )
+
+
+def load_embedding(
+    workspace: Workspace, content_sha256: str, embedder_id: str, *, with_raw: bool = False
+) -> StoredEmbedding | None:
+    columns = "frames, hop_seconds, embedding" + (", raw_embedding" if with_raw else "")
+    rows = workspace.query(
+        f"SELECT {columns} FROM embeddings WHERE content_sha256=? AND embedder_id=?",
+        (content_sha256, embedder_id),
+    )
+    if not rows:
+        return None
+    return _stored(rows[0], content_sha256, embedder_id, with_raw)
+
+
+def iter_embedded_recordings(
+    workspace: Workspace, embedder_id: str | None = None, *, with_raw: bool = False
+) -> Iterator[tuple[RecordingRow, StoredEmbedding]]:
+    """Each embedded recording with its embedding; one row per path, read lazily."""
+    columns = "e.frames, e.hop_seconds, e.embedding, e.embedder_id" + (", e.raw_embedding" if with_raw else "")
+    sql = (
+        f"SELECT r.*, {columns} FROM recordings r JOIN embeddings e ON e.content_sha256 = r.content_sha256"
+        " WHERE r.status='embedded'" + (" AND e.embedder_id=?" if embedder_id else "") + " ORDER BY r.path"
+    )
+    cursor = workspace.connection.execute(sql, (embedder_id,) if embedder_id else ())
+    for row in cursor:
+        yield _recording(row), _stored(row, row["content_sha256"], row["embedder_id"], with_raw)
+
+
+def summary(workspace: Workspace) -> dict:
+    counts = {row["status"]: row["n"] for row in workspace.query(
+        "SELECT status, COUNT(*) AS n FROM recordings GROUP BY status")}
+    hours = workspace.query(
+        "SELECT COALESCE(SUM(duration_seconds), 0) / 3600.0 AS h FROM recordings WHERE status='embedded'"
+    )[0]["h"]
+    failures = [
+        {"path": row["path"], "error": row["error"]}
+        for row in workspace.query("SELECT path, error FROM recordings WHERE status='failed' ORDER BY path")
+    ]
+    embedders = [dict(row) for row in workspace.query(
+        "SELECT embedder_id, COUNT(*) AS recordings, SUM(frames) AS frames FROM embeddings GROUP BY embedder_id")]
+    return {"recordings": counts, "embedded_hours": hours, "failures": failures, "embedders": embedders}
+
+
+def _recording(row) -> RecordingRow:
+    return RecordingRow(
+        id=row["id"], path=row["path"], size=row["size"], mtime_ns=row["mtime_ns"],
+        content_sha256=row["content_sha256"], duration_seconds=row["duration_seconds"],
+        sample_rate=row["sample_rate"], channels=row["channels"], format=row["format"],
+        status=row["status"], error=row["error"],
+    )
+
+
+def _stored(row, content_sha256: str, embedder_id: str, with_raw: bool) -> StoredEmbedding:
+    frames = row["frames"]
+    quantized = np.frombuffer(row["embedding"], dtype=np.uint8).reshape(frames, EMBEDDING_SIZE)
+    raw = None
+    if with_raw and row["raw_embedding"] is not None:
+        raw = np.frombuffer(row["raw_embedding"], dtype="<f4").reshape(frames, EMBEDDING_SIZE)
+    return StoredEmbedding(content_sha256, embedder_id, quantized, raw, row["hop_seconds"])
