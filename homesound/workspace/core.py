@@ -19,6 +19,8 @@ from homesound.errors import HomesoundError
 COMPONENT_MODULES = (
     "homesound.workspace.runs",
     "homesound.workspace.recordings",
+    "homesound.workspace.training_data",
+    "homesound.workspace.classify",
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0
