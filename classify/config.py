@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from classify.events import EventRule
+
 RNN_KINDS = ("gru", "lstm")
 POOLING_KINDS = ("linear_softmax", "attention")
 THRESHOLD_MODES = ("max_f1", "target_precision")
@@ -70,3 +72,26 @@ class TrainConfig:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
         if self.epochs < 1 or self.patience < 1 or self.batch_size < 1:
             raise ValueError("epochs, patience and batch_size must be positive")
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """How per-second probabilities become events; thresholds default to the model's calibrated ones."""
+
+    on_threshold: float | None = None  # None: the model's per-class threshold
+    off_threshold: float | None = None  # None: off_ratio * on threshold
+    off_ratio: float = 0.7
+    min_event_seconds: float = 0.96
+    merge_gap_seconds: float = 1.92
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.off_ratio <= 1.0:
+            raise ValueError(f"off_ratio must be in (0, 1], got {self.off_ratio}")
+
+    def rules(self, thresholds: dict[str, float]) -> dict[str, EventRule]:
+        rules = {}
+        for label, calibrated in thresholds.items():
+            on = calibrated if self.on_threshold is None else self.on_threshold
+            off = self.off_ratio * on if self.off_threshold is None else min(self.off_threshold, on)
+            rules[label] = EventRule(on, off, self.min_event_seconds, self.merge_gap_seconds)
+        return rules
