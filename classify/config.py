@@ -48,7 +48,8 @@ class TrainConfig:
 
     epochs: int = 40
     patience: int = 6  # epochs without a better validation AP before stopping
-    batch_size: int = 256
+    batch_size: int = 256  # at most: small data sets use smaller batches, see min_batches_per_epoch
+    min_batches_per_epoch: int = 16  # a few dozen labeled recordings still get enough optimizer steps
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     validation_fraction: float = 0.2  # of the training groups (source recordings), never of clips

@@ -71,10 +71,10 @@ def timeline(
     hop_seconds: float = 0.96,
 ) -> Path:
     plt = _pyplot()
-    times = np.arange(len(probabilities)) * hop_seconds
+    edges = np.arange(len(probabilities) + 1) * hop_seconds
     figure, axes = plt.subplots(len(classes), 1, figsize=(12, 1.8 * len(classes) + 0.6), sharex=True, squeeze=False)
     for column, (axis, label) in enumerate(zip(axes[:, 0], classes)):
-        axis.step(times, probabilities[:, column], where="post", label=f"p({label})")
+        axis.stairs(probabilities[:, column], edges, label=f"p({label})")
         axis.axhline(thresholds[label], color="grey", linestyle="--", linewidth=0.8)
         for event in events:
             if event.label == label:

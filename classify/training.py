@@ -270,11 +270,12 @@ def _fit(
     history: list[dict] = []
     best_ap, best_loss, best_epoch, best_state = -math.inf, math.inf, 0, copy.deepcopy(model.state_dict())
     bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch", disable=not progress, leave=True)
+    batch_size = max(1, min(config.batch_size, math.ceil(len(train_indices) / config.min_batches_per_epoch)))
     for epoch in bar:
         started = time.perf_counter()
         model.train()
         losses = []
-        for batch in batches(data, train_indices, config.batch_size, rng):
+        for batch in batches(data, train_indices, batch_size, rng):
             frame_logits, clip_probabilities = model(batch.features, batch.lengths)
             loss = detection_loss(frame_logits, clip_probabilities, batch, weights, config)
             optimizer.zero_grad(set_to_none=True)

@@ -5,7 +5,7 @@ import pytest
 
 from classify.events import Event
 from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
-from classify_helpers import content_hash, planted_workspace
+from tests.classify_helpers import content_hash, planted_workspace
 from homesound.workspace import Workspace
 from homesound.workspace.classify import (
     detected_contents,
@@ -89,7 +89,7 @@ def test_strong_labels_become_sequences_of_the_labeled_stretches(tmp_path):
 def test_providers_are_chained_and_filtered_by_split(tmp_path):
     truth = planted_workspace(tmp_path / "home.db", recordings=10, seconds=12, seed=2)
     providers = ("homesound.workspace.training_data:strong_label_sequences",
-                 "test_classify_workspace:fake_audioset_provider")
+                 f"{__name__}:fake_audioset_provider")
     with Workspace(tmp_path / "home.db") as workspace:
         everything = list(iter_labeled_sequences(workspace, providers=providers))
         test_only = list(iter_labeled_sequences(workspace, "test", providers=providers))
