@@ -178,8 +178,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _print_training_summary(detector, out: Path, curves: Path) -> None:
     summary = detector.data_summary
-    print(f"trained on {summary['training_sequences']} sequences, validated on {summary['validation_sequences']} "
-          f"({summary['groups']} source recordings in all; {summary['frames']} seconds); "
+    print(f"{summary['sequences']} labeled sequences from {summary['groups']} source recordings ({summary['frames']} s): "
+          f"trained on {summary['training_windows']} windows, validated on {summary['validation_windows']}; "
           f"kept epoch {detector.metrics['best_epoch']} of {detector.metrics['epochs_run']}")
     if not detector.streamable:
         print("bidirectional model: offline only (cannot be used for streaming detection)")

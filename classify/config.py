@@ -50,6 +50,7 @@ class TrainConfig:
     patience: int = 6  # epochs without a better validation AP before stopping
     batch_size: int = 256  # at most: small data sets use smaller batches, see min_batches_per_epoch
     min_batches_per_epoch: int = 16  # a few dozen labeled recordings still get enough optimizer steps
+    window_frames: int = 20  # longer strongly labeled sequences are cut into windows of this many seconds
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     validation_fraction: float = 0.2  # of the training groups (source recordings), never of clips
@@ -71,8 +72,8 @@ class TrainConfig:
             raise ValueError(f"target_precision must be in (0, 1], got {self.target_precision}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
-        if self.epochs < 1 or self.patience < 1 or self.batch_size < 1:
-            raise ValueError("epochs, patience and batch_size must be positive")
+        if min(self.epochs, self.patience, self.batch_size, self.min_batches_per_epoch, self.window_frames) < 1:
+            raise ValueError("epochs, patience, batch_size, min_batches_per_epoch and window_frames must be positive")
 
 
 @dataclass(frozen=True)

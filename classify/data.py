@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -77,6 +78,31 @@ def check_single_embedder(sequences: Sequence[LabeledSequence], allow_mixed: boo
     return tuple(embedder for embedder, _ in counts.most_common())
 
 
+def cut_into_windows(sequences: Iterable[LabeledSequence], window_frames: int) -> list[LabeledSequence]:
+    """Long strongly labeled sequences -> consecutive windows (more, shorter training examples).
+
+    Sequences with clip labels stay whole (a clip label speaks for the whole clip); windows with
+    no known label at all are dropped.
+    """
+    windows = []
+    for sequence in sequences:
+        if sequence.clip_labels is not None or len(sequence.embedding) <= window_frames:
+            windows.append(sequence)
+            continue
+        for begin in range(0, len(sequence.embedding), window_frames):
+            labels = sequence.frame_labels[begin:begin + window_frames]
+            if np.isnan(labels).all():
+                continue
+            windows.append(dataclasses.replace(
+                sequence,
+                key=f"{sequence.key}+{begin}",
+                embedding=sequence.embedding[begin:begin + window_frames],
+                frame_labels=labels,
+                start_seconds=sequence.start_seconds + begin * sequence.hop_seconds,
+            ))
+    return windows
+
+
 def encode(sequences: Sequence[LabeledSequence], classes: Sequence[str]) -> EncodedSequences:
     if not sequences:
         raise HomesoundError("no labeled sequences to use; import AudioSet segments or pull labels first")
@@ -135,7 +161,7 @@ def sequence_level_targets(data: EncodedSequences) -> np.ndarray:
 
 def split_by_group(data: EncodedSequences, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Train/validation indices with no source recording on both sides, stratified by what each holds."""
-    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
     groups = np.asarray(data.groups)
     distinct = np.unique(groups)
@@ -149,9 +175,13 @@ def split_by_group(data: EncodedSequences, validation_fraction: float, seed: int
     presence = np.nan_to_num(sequence_level_targets(data), nan=0.0) > 0.5
     strata = np.array(["".join("1" if p else "0" for p in row) for row in presence])
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "least populated class has only n members"
-        train, validation = next(splitter.split(np.zeros(len(data)), strata, groups))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "least populated class has only n members"
+            train, validation = next(splitter.split(np.zeros(len(data)), strata, groups))
+    except ValueError:  # too few groups per stratum to stratify: plain group-wise split
+        shuffle = GroupShuffleSplit(n_splits=1, test_size=validation_fraction, random_state=seed)
+        train, validation = next(shuffle.split(np.zeros(len(data)), groups=groups))
     return np.sort(train), np.sort(validation)
 
 
@@ -206,8 +236,11 @@ def collate(data: EncodedSequences, chunk: np.ndarray) -> Batch:
     )
 
 
-def summarize(data: EncodedSequences, embedder_ids: Sequence[str]) -> dict:
-    """What a model was trained on: counts per class, per source kind, per split and per group."""
+def summarize(data: EncodedSequences, embedder_ids: Sequence[str], sequences: Sequence[LabeledSequence]) -> dict:
+    """What a model was trained on: counts per class, per source kind, per split and per group.
+
+    `data` is what training saw (windows of long sequences); `sequences` what the sources gave.
+    """
     presence = sequence_level_targets(data)
     per_class = {}
     for column, name in enumerate(data.classes):
@@ -224,16 +257,17 @@ def summarize(data: EncodedSequences, embedder_ids: Sequence[str]) -> dict:
             "strong_labeled_frames": labeled_seconds,
             "strong_positive_frames": positive_seconds,
         }
-    groups = Counter(data.groups)
+    groups = Counter(sequence.group for sequence in sequences)
     return {
-        "sequences": len(data),
+        "sequences": len(sequences),
+        "windows": len(data),
         "frames": int(data.lengths.sum()),
         "groups": len(groups),
         "embedder_ids": list(embedder_ids),
         "input_encoding": data.input_encoding,
         "per_class": per_class,
-        "per_source_kind": dict(Counter(key.split(":", 1)[0] for key in data.keys)),
-        "per_split": dict(Counter(data.splits)),
+        "per_source_kind": dict(Counter(sequence.key.split(":", 1)[0] for sequence in sequences)),
+        "per_split": dict(Counter(sequence.split for sequence in sequences)),
         "sequences_per_group": dict(groups.most_common(MAX_GROUPS_LISTED)),
         "groups_listed": min(len(groups), MAX_GROUPS_LISTED),
     }

@@ -134,6 +134,10 @@ def test_validation_never_shares_a_source_recording_with_training():
     assert set(np.asarray(data.groups)[train]).isdisjoint(np.asarray(data.groups)[validation])
     assert 0.1 < len(validation) / len(data) < 0.3
     assert len(train) + len(validation) == len(data)
+    # Few groups, all holding the same classes: too few to stratify, still split by group.
+    few = encode(planted_sequences(5, labels="strong", sequences_per_group=1, event_probability=1.0), ("crying",))
+    train, validation = split_by_group(few, 0.2, seed=0)
+    assert len(validation) == 1 and len(train) == 4
     with pytest.raises(HomesoundError, match="one source recording"):
         split_by_group(encode(planted_sequences(6, sequences_per_group=6), ("crying",)), 0.2, 0)
 
