@@ -43,7 +43,8 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
     fitting.add_argument("--learning-rate", type=float, default=3e-3)
     fitting.add_argument("--validation-fraction", type=float, default=0.2)
     fitting.add_argument("--seed", type=int, default=0)
-    fitting.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    fitting.add_argument("--threads", type=int, default=1,
+                         help="CPU threads for torch (default 1: faster for this small model on a shared machine)")
     fitting.add_argument("--target-precision", type=float,
                          help="calibrate each threshold for this precision (default: best F1)")
     fitting.add_argument("--train-splits", default="train", help="comma-separated splits to train on (default train)")

@@ -124,7 +124,7 @@ def long_recording_case(tmp_path_factory, random_vggish):
                                       for second, label in enumerate(labels) for target in CLASSES])
     model = directory / "detector.pt"
     assert main(["train", "--workspace", str(workspace), "--out", str(model), "--train-splits", "train,test",
-                 "--epochs", "30", "--patience", "8", "--threads", "1", "--quiet"]) == 0
+                 "--epochs", "30", "--patience", "8", "--quiet"]) == 0
 
     # The long household recording: background from test sources with crying and laughter placed in it.
     background = pd.concat([choose(clips, "noise", 1, 8, 3), choose(clips, "silence", 1, 5, 3)]).sample(
@@ -178,7 +178,7 @@ def test_detect_refuses_a_model_trained_on_other_embeddings(long_recording_case,
 
     _, recording, _, (checkpoint, pca), _ = long_recording_case
     foreign = tmp_path / "synthetic.pt"
-    train_detector(planted_sequences(40), train_config=TrainConfig(epochs=1, num_threads=1), progress=False).save(foreign)
+    train_detector(planted_sequences(40), train_config=TrainConfig(epochs=1), progress=False).save(foreign)
     assert main(["detect", str(recording), "--model", str(foreign), "--vggish", str(checkpoint), "--pca", str(pca),
                  "--out", str(tmp_path / "e.csv")]) == 2
     message = capsys.readouterr().err
