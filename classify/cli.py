@@ -9,6 +9,8 @@ from pathlib import Path
 
 from homesound.errors import AudioDecodeError, HomesoundError
 
+WORKSPACE_BATCH = 16  # recordings run through the model together (memory: a few MB per hour each)
+
 
 def register(subcommands: argparse._SubParsersAction) -> None:
     _register_train(subcommands)
@@ -265,13 +267,15 @@ def _detect_files(args, detector, settings):
             print(f"homesound detect: skipped {error}", file=sys.stderr)
             continue
         embedding = embeddings.embedding if detector.input_encoding == "audioset_uint8" else embeddings.raw_embedding
-        probabilities, events = detect_events(detector, embedding, embeddings.embedder_id, settings)
+        ((probabilities, events),) = detect_events(detector, [embedding], embeddings.embedder_id, settings)
         detections.append(RecordingDetection(str(name), None, probabilities, events))
         _timeline(args, detector, detections[-1], settings)
     return detections, failures
 
 
 def _detect_workspace(args, detector, settings):
+    from itertools import islice
+
     from tqdm.auto import tqdm
 
     from classify.detection import RecordingDetection, detect_events
@@ -282,32 +286,32 @@ def _detect_workspace(args, detector, settings):
 
     raw = detector.input_encoding == "raw_float32"
     detections = []
-    with Workspace(args.workspace) as workspace:
+    # Embeddings are read lazily through a second connection, so committing detections never
+    # touches the open SELECT; with WAL the reader keeps its snapshot.
+    with Workspace(args.workspace) as workspace, Workspace(args.workspace) as reader:
         model_id = register_model(
             workspace, path=str(Path(args.model).resolve()), sha256=_sha256(args.model),
             config={"model": vars(detector.config)}, classes=detector.classes, thresholds=detector.thresholds,
             embedder_ids=detector.embedder_ids, metrics=detector.metrics,
         )
         run_id = start_run(workspace, "detect", {"model_id": model_id, "events": settings})
-        done: dict[str, RecordingDetection] = {}
+        done: dict[str, RecordingDetection] = {}  # by content: the same audio under two paths is done once
         try:
             for embedder_id in detector.embedder_ids:
-                rows = iter_embedded_recordings(workspace, embedder_id, with_raw=raw)
-                for recording, stored in tqdm(rows, desc="detect", unit="recording"):
-                    if stored.content_sha256 in done:  # the same content under another path
+                rows = iter(tqdm(iter_embedded_recordings(reader, embedder_id, with_raw=raw), desc="detect",
+                                 unit="recording"))  # one iterator: islice on the bar itself restarts it
+                while batch := list(islice(rows, WORKSPACE_BATCH)):
+                    fresh = {stored.content_sha256: (recording, stored) for recording, stored in batch
+                             if stored.content_sha256 not in done}
+                    embeddings = [_stored_input(recording, stored, raw) for recording, stored in fresh.values()]
+                    hops = [stored.hop_seconds for _, stored in fresh.values()]
+                    results = detect_events(detector, embeddings, embedder_id, settings, hops)
+                    for (content, (recording, stored)), (probabilities, events) in zip(fresh.items(), results):
+                        replace_detections(workspace, model_id, content, events, len(probabilities), run_id)
+                        done[content] = RecordingDetection(recording.path, content, probabilities, events)
+                        _timeline(args, detector, done[content], settings)
+                    for recording, stored in batch:
                         detections.append(RecordingDetection(recording.path, *_tail(done[stored.content_sha256])))
-                        continue
-                    embedding = stored.raw_embedding if raw else stored.embedding
-                    if embedding is None:
-                        raise HomesoundError(f"{recording.path}: no raw float32 embedding stored; this detector "
-                                             "needs raw embeddings (re-embed keeping them)")
-                    probabilities, events = detect_events(detector, embedding, embedder_id, settings,
-                                                          stored.hop_seconds)
-                    replace_detections(workspace, model_id, stored.content_sha256, events, len(embedding), run_id)
-                    done[stored.content_sha256] = RecordingDetection(recording.path, stored.content_sha256,
-                                                                     probabilities, events)
-                    detections.append(done[stored.content_sha256])
-                    _timeline(args, detector, detections[-1], settings)
         except BaseException as error:
             finish_run(workspace, run_id, "failed", {"error": str(error), "recordings": len(done)})
             raise
@@ -317,6 +321,15 @@ def _detect_workspace(args, detector, settings):
         raise HomesoundError(f"workspace {args.workspace} has no recordings embedded by "
                              f"{', '.join(detector.embedder_ids)}; run homesound embed with the same VGGish first")
     return detections
+
+
+def _stored_input(recording, stored, raw: bool):
+    if not raw:
+        return stored.embedding
+    if stored.raw_embedding is None:
+        raise HomesoundError(f"{recording.path}: no raw float32 embedding stored; this detector needs raw "
+                             "embeddings (re-embed keeping them)")
+    return stored.raw_embedding
 
 
 def _tail(detection):

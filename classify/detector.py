@@ -20,13 +20,14 @@ import numpy as np
 import torch
 
 from classify.config import ModelConfig, TrainConfig
-from classify.model import RecurrentState, SequenceDetector, dequantize
+from classify.model import RecurrentState, SequenceDetector, dequantize, torch_threads
 from homesound import __version__
 from homesound.errors import HomesoundError, ProvenanceMismatchError
 
 MODEL_FORMAT = "homesound-detector"
 MODEL_FORMAT_VERSION = 1
 INFERENCE_BATCH = 64
+INFERENCE_THREADS = 1
 
 
 @dataclass
@@ -171,7 +172,7 @@ class StreamingDetector:
         """embeddings [n, D] (or one [D]) -> probabilities [n, C] (or [C])."""
         single = embeddings.ndim == 1
         features = self.detector.model_input(embeddings[None] if single else embeddings, embedder_id)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch_threads(INFERENCE_THREADS):
             logits, self.state = self.detector.model.advance(torch.from_numpy(features)[None], self.state)
         probabilities = torch.sigmoid(logits[0]).numpy()
         return probabilities[0] if single else probabilities
@@ -185,7 +186,7 @@ def predict_features(model: SequenceDetector, features: Sequence[np.ndarray]) ->
     model.eval()
     results: list[np.ndarray | None] = [None] * len(features)
     order = np.argsort([len(f) for f in features], kind="stable")
-    with torch.inference_mode():
+    with torch.inference_mode(), torch_threads(INFERENCE_THREADS):
         for start in range(0, len(order), INFERENCE_BATCH):
             chunk = order[start:start + INFERENCE_BATCH]
             lengths = np.array([len(features[i]) for i in chunk])

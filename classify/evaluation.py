@@ -21,8 +21,9 @@ import numpy as np
 
 from classify.config import EventSettings
 from classify.data import EncodedSequences, encode
-from classify.detector import Detector
+from classify.detector import INFERENCE_THREADS, Detector
 from classify.events import EventRule, extract_events
+from classify.model import torch_threads
 from classify.training import Predictions, class_metrics, mean_average_precision, predict, scored_pairs
 from homesound.errors import HomesoundError
 from homesound.sequences import LabeledSequence
@@ -72,7 +73,8 @@ def evaluate_detector(
             f"the detector expects {detector.input_encoding} embeddings but these are {data.input_encoding}"
         )
     indices = np.arange(len(data))
-    predictions, _ = predict(detector.model, data, indices, EVALUATION_BATCH)
+    with torch_threads(INFERENCE_THREADS):
+        predictions, _ = predict(detector.model, data, indices, EVALUATION_BATCH)
     scores = class_metrics(data, indices, predictions, detector.thresholds)
     rules = settings.rules(detector.thresholds)
     report_classes: dict[str, Any] = {}

@@ -27,7 +27,7 @@ from classify.data import (
 )
 from classify.detector import Detector
 from classify.metrics import average_precision, calibrate_threshold, nan_mean, precision_recall_f1, roc_auc
-from classify.model import SequenceDetector
+from classify.model import SequenceDetector, torch_threads
 from homesound.errors import HomesoundError
 from homesound.sequences import LabeledSequence
 
@@ -218,14 +218,9 @@ def train_detector(
     data = encode(cut_into_windows(usable, train_config.window_frames), classes)
     train_indices, validation_indices = split_by_group(data, train_config.validation_fraction, train_config.seed)
 
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(train_config.num_threads)
-    try:
+    with torch_threads(train_config.num_threads):
         model, history, best_epoch = _fit(data, train_indices, validation_indices, model_config, train_config, progress)
-    finally:
-        torch.set_num_threads(previous_threads)
-
-    validation, _ = predict(model, data, validation_indices, train_config.batch_size)
+        validation, _ = predict(model, data, validation_indices, train_config.batch_size)
     threshold_details = calibrate(data, validation_indices, validation, train_config.target_precision)
     thresholds = {name: detail["threshold"] for name, detail in threshold_details.items()}
     validation_metrics = class_metrics(data, validation_indices, validation, thresholds)
