@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -118,8 +119,6 @@ def _split_list(text: str | None) -> tuple[str, ...]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from classify.config import ModelConfig, TrainConfig
     from classify.plots import training_curves
     from classify.training import train_detector
@@ -199,6 +198,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from classify.detector import Detector
     from classify.evaluation import evaluate_detector, summary_table, write_report
     from homesound.workspace import Workspace
+    from homesound.workspace.runs import finish_run, start_run
     from homesound.workspace.training_data import iter_labeled_sequences
 
     detector = Detector.load(args.model)
@@ -207,19 +207,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
     with Workspace(args.workspace) as workspace:
         candidates = [s for s in iter_labeled_sequences(workspace, args.split)
                       if args.split is not None or s.split not in trained_on]
-    sequences = [s for s in candidates if s.embedder_id in detector.embedder_ids]
-    skipped = len(candidates) - len(sequences)
-    if not sequences:
-        where = f"split {args.split!r}" if args.split else f"splits other than {sorted(trained_on)}"
-        raise HomesoundError(
-            f"no labeled sequences in {where} with embeddings from {', '.join(detector.embedder_ids)}"
-            + (f" ({skipped} from other embedders)" if skipped else "")
-        )
-    evaluation = evaluate_detector(detector, sequences, settings)
-    written = write_report(evaluation, args.report, extra={
-        "model": str(args.model), "split": args.split or "held-out",
-        "skipped_other_embedders": skipped,
-    })
+        sequences = [s for s in candidates if s.embedder_id in detector.embedder_ids]
+        skipped = len(candidates) - len(sequences)
+        if not sequences:
+            where = f"split {args.split!r}" if args.split else f"splits other than {sorted(trained_on)}"
+            raise HomesoundError(
+                f"no labeled sequences in {where} with embeddings from {', '.join(detector.embedder_ids)}"
+                + (f" ({skipped} from other embedders)" if skipped else "")
+            )
+        config = {"model": str(args.model), "split": args.split or "held-out", "events": dataclasses.asdict(settings),
+                  "report": str(args.report)}
+        run_id = start_run(workspace, "evaluate", config)
+        try:
+            evaluation = evaluate_detector(detector, sequences, settings)
+            written = write_report(evaluation, args.report,
+                                   extra={**config, "run_id": run_id, "skipped_other_embedders": skipped})
+        except BaseException as error:
+            finish_run(workspace, run_id, "failed", {"error": str(error)})
+            raise
+        finish_run(workspace, run_id, "done", {"mean_average_precision": evaluation.report["mean_average_precision"],
+                                              "sequences": evaluation.report["sequences"]})
     print(summary_table(evaluation.report))
     if skipped:
         print(f"({skipped} sequences from other embedders were skipped)")
@@ -294,7 +301,7 @@ def _detect_workspace(args, detector, settings):
             config={"model": vars(detector.config)}, classes=detector.classes, thresholds=detector.thresholds,
             embedder_ids=detector.embedder_ids, metrics=detector.metrics,
         )
-        run_id = start_run(workspace, "detect", {"model_id": model_id, "events": settings})
+        run_id = start_run(workspace, "detect", {"model_id": model_id, "events": dataclasses.asdict(settings)})
         done: dict[str, RecordingDetection] = {}  # by content: the same audio under two paths is done once
         try:
             for embedder_id in detector.embedder_ids:

@@ -172,6 +172,8 @@ class StreamingDetector:
         """embeddings [n, D] (or one [D]) -> probabilities [n, C] (or [C])."""
         single = embeddings.ndim == 1
         features = self.detector.model_input(embeddings[None] if single else embeddings, embedder_id)
+        if not len(features):
+            return np.zeros((0, len(self.detector.classes)), dtype=np.float32)
         with torch.inference_mode(), torch_threads(INFERENCE_THREADS):
             logits, self.state = self.detector.model.advance(torch.from_numpy(features)[None], self.state)
         probabilities = torch.sigmoid(logits[0]).numpy()
@@ -184,8 +186,9 @@ class StreamingDetector:
 def predict_features(model: SequenceDetector, features: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Per-second probabilities for model-ready float32 sequences, in their order."""
     model.eval()
-    results: list[np.ndarray | None] = [None] * len(features)
-    order = np.argsort([len(f) for f in features], kind="stable")
+    empty = np.zeros((0, len(model.config.classes)), dtype=np.float32)  # shorter than one 0.96 s frame
+    results: list[np.ndarray] = [empty] * len(features)
+    order = np.array([i for i in np.argsort([len(f) for f in features], kind="stable") if len(features[i])])
     with torch.inference_mode(), torch_threads(INFERENCE_THREADS):
         for start in range(0, len(order), INFERENCE_BATCH):
             chunk = order[start:start + INFERENCE_BATCH]
@@ -198,7 +201,7 @@ def predict_features(model: SequenceDetector, features: Sequence[np.ndarray]) ->
             probabilities = torch.sigmoid(logits).numpy()
             for row, i in enumerate(chunk):
                 results[i] = probabilities[row, : lengths[row]]
-    return results  # type: ignore[return-value]
+    return results
 
 
 def file_sha256(path: str | os.PathLike) -> str:
