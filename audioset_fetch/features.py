@@ -60,23 +60,37 @@ class MalformedRecord:
         return f"{self.shard} record {self.index}: {self.reason}"
 
 
+@dataclass(frozen=True)
+class UnwantedRecord:
+    """A well-framed record the caller did not want; its embedding was not decoded."""
+
+    video_id: str
+    start_seconds: float
+    shard: str
+    index: int
+
+
 def masked_crc32c(data: bytes) -> int:
     crc = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
 def read_features(
-    source: str | os.PathLike, on_bytes: Callable[[int], None] | None = None
-) -> Iterator[FeatureRecord | MalformedRecord]:
+    source: str | os.PathLike,
+    on_bytes: Callable[[int], None] | None = None,
+    wanted: Callable[[str, float], bool] | None = None,
+) -> Iterator[FeatureRecord | MalformedRecord | UnwantedRecord]:
     """Every record of a release, in order; malformed ones come back as MalformedRecord with a reason.
 
     `on_bytes(n)` is called as the source's bytes are consumed (for a progress bar with an ETA).
+    `wanted(video_id, start_seconds)`: records it rejects come back as UnwantedRecord without their
+    embedding being decoded, which is most of the work for a small selection from a large release.
     """
     shards_done, shard_name = 0, "none"
     try:
         for shard_name, stream in iter_shards(source, on_bytes):
             for index, data in enumerate(iter_tfrecord(stream, shard_name)):
-                yield data if isinstance(data, MalformedRecord) else parse_record(data, shard_name, index)
+                yield data if isinstance(data, MalformedRecord) else parse_record(data, shard_name, index, wanted)
             shards_done += 1
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise FeatureSourceError(
@@ -155,7 +169,9 @@ def iter_tfrecord(stream: BinaryIO, shard: str) -> Iterator[bytes | MalformedRec
         index += 1
 
 
-def parse_record(data: bytes, shard: str, index: int) -> FeatureRecord | MalformedRecord:
+def parse_record(
+    data: bytes, shard: str, index: int, wanted: Callable[[str, float], bool] | None = None
+) -> FeatureRecord | MalformedRecord | UnwantedRecord:
     """Check a serialized SequenceExample against the release's schema and decode it."""
     try:
         example = example_pb2.SequenceExample.FromString(data)
@@ -173,6 +189,8 @@ def parse_record(data: bytes, shard: str, index: int) -> FeatureRecord | Malform
         return MalformedRecord(shard, index, "empty video_id")
     if not labels:
         return MalformedRecord(shard, index, f"{video_id}: no labels")
+    if wanted is not None and not wanted(video_id, start):
+        return UnwantedRecord(video_id, start, shard, index)
     lists = example.feature_lists.feature_list
     if "audio_embedding" not in lists:
         return MalformedRecord(shard, index, f"{video_id}: missing feature list 'audio_embedding'")

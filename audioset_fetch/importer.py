@@ -12,7 +12,7 @@ from pathlib import PurePosixPath
 
 from tqdm import tqdm
 
-from audioset_fetch.features import FeatureRecord, MalformedRecord, read_features, source_size
+from audioset_fetch.features import FeatureRecord, MalformedRecord, UnwantedRecord, read_features, source_size
 from audioset_fetch.ontology import load_class_indices
 from audioset_fetch.segments import SelectedSegment, read_selection, segment_key
 from homesound.workspace import audioset as audioset_store
@@ -85,20 +85,23 @@ def import_features(workspace: Workspace, config: ImportConfig, *, progress: boo
         report.already_present += len(batch) - added
         batch.clear()
 
+    def wanted(video_id: str, start_seconds: float) -> bool:
+        return segment_key(video_id, start_seconds) in selection.segments
+
     status = "failed"
     try:
         with tqdm(total=source_size(config.features), unit="B", unit_scale=True, desc="audioset import",
                   disable=not progress) as bar:
-            for item in read_features(config.features, bar.update):
+            for item in read_features(config.features, bar.update, wanted):
                 report.records += 1
                 if isinstance(item, MalformedRecord):
                     report.note_problem(str(item))
                     continue
-                key = segment_key(item.video_id, item.start_seconds)
-                chosen = selection.segments.get(key)
-                if chosen is None:
+                if isinstance(item, UnwantedRecord):
                     report.not_selected += 1
                     continue
+                key = segment_key(item.video_id, item.start_seconds)
+                chosen = selection.segments[key]
                 segment = _segment(item, chosen, class_mids, mapping.multi_hot)
                 if isinstance(segment, str):
                     report.note_problem(f"{item.shard} record {item.index}: {segment}")

@@ -54,7 +54,7 @@ def release(metadata, selection_path, tmp_path_factory):
     train_unselected = [row for row, selected in by_split["train"] if not selected][:15]
     eval_selected = [row for row, selected in by_split["eval"] if selected][:25]
     misplaced = [row for row, selected in by_split["eval"] if selected][25]
-    bad_label = [row for row, selected in by_split["train"] if selected][40]
+    bad_label, bad_frame = [row for row, selected in by_split["train"] if selected][40:42]
 
     def record(row, frames=10):
         return good_record(row.ytid, row.start_seconds, labels_of(row.positive_labels, class_mids), frames)
@@ -65,7 +65,8 @@ def release(metadata, selection_path, tmp_path_factory):
                 + [sequence_example(bad_label.ytid, bad_label.start_seconds, bad_label.start_seconds + 10, [999],
                                     [bytes(128)] * 10)])
     write_shard(folder / "bal_train" / "a1.tfrecord", [record(r) for r in train_selected[20:]]
-                + [sequence_example("x", 0, 10, [0], [bytes(100)])])
+                + [sequence_example(bad_frame.ytid, bad_frame.start_seconds, bad_frame.start_seconds + 10, [0],
+                                    [bytes(100)])])
     write_shard(folder / "eval" / "b0.tfrecord", [record(r) for r in eval_selected])
     archive = tar_folder(folder, folder.parent / "features.tar.gz")
     expected = {
