@@ -16,10 +16,13 @@ SHOWN_PROBLEMS = 20
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("audioset", help="training data from AudioSet (released VGGish features)")
     commands = parser.add_subparsers(dest="audioset_command", metavar="ACTION", required=True)
-    metadata_help = f"folder with ontology.json, class_labels_indices.csv and segment CSVs (default ${METADATA_ENV} or ./audioset)"
+    metadata_help = (f"folder with ontology.json, class_labels_indices.csv and segment CSVs "
+                     f"(default ${METADATA_ENV} or ./audioset)")
 
-    select = commands.add_parser("select", help="choose positive and negative segments; prints counts per target and split")
-    select.add_argument("--targets", help="TOML or JSON file with [targets] and [negatives] (default: laughter, crying)")
+    select = commands.add_parser(
+        "select", help="choose positive and negative segments; prints counts per target and split")
+    select.add_argument(
+        "--targets", help="TOML or JSON file with [targets] and [negatives] (default: laughter, crying)")
     select.add_argument("--out", required=True, help="selection CSV to write")
     select.add_argument("--metadata", help=metadata_help)
     select.add_argument("--segments", nargs="+", help="segment CSVs (default: the official lists found in --metadata)")
@@ -38,9 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importer.set_defaults(handler=run_import)
 
     download = commands.add_parser("download", help="fetch the official AudioSet files, resuming partial downloads")
-    download.add_argument("--what", default="csv,ontology", help="comma list of csv, ontology, features (default csv,ontology)")
+    download.add_argument("--what", default="csv,ontology",
+                          help="comma list of csv, ontology, features (default csv,ontology)")
     download.add_argument("--dest", default=None, help=f"destination folder (default ${METADATA_ENV} or ./audioset)")
-    download.add_argument("--base-url", help="AudioSet storage location (default: the official one, or $HOMESOUND_AUDIOSET_BASE_URL)")
+    download.add_argument("--base-url",
+                          help="AudioSet storage location (default: the official one, or $HOMESOUND_AUDIOSET_BASE_URL)")
     download.add_argument("--ontology-url", help="ontology.json address (default: the official GitHub one)")
     download.add_argument("--sha256", action="append", default=[], metavar="NAME=HEX",
                           help="expected SHA-256 of a file, e.g. features.tar.gz=ab12...; repeatable")
@@ -162,7 +167,8 @@ def run_clips(args: argparse.Namespace) -> int:
 
     selection = read_selection(args.selection)
     if args.target is not None and args.target not in selection.mapping.names:
-        raise HomesoundError(f"--target {args.target!r}: the selection's targets are {', '.join(selection.mapping.names)}")
+        raise HomesoundError(
+            f"--target {args.target!r}: the selection's targets are {', '.join(selection.mapping.names)}")
     segments = [
         segment for segment in selection.segments.values()
         if (args.split is None or segment.split == args.split)

@@ -62,7 +62,8 @@ def official_files(
     if "csv" in what:
         files += [RemoteFile(name, f"{base}/csv/{name}") for name in CSV_FILES]
     if "ontology" in what:
-        files.append(RemoteFile("ontology.json", ontology_url or os.environ.get(ONTOLOGY_URL_ENV) or DEFAULT_ONTOLOGY_URL))
+        url = ontology_url or os.environ.get(ONTOLOGY_URL_ENV) or DEFAULT_ONTOLOGY_URL
+        files.append(RemoteFile("ontology.json", url))
     if "features" in what:
         files.append(RemoteFile("features.tar.gz", f"{base}/features/features.tar.gz"))
     return files

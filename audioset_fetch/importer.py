@@ -21,6 +21,7 @@ from homesound.workspace.recordings import register_embedder
 from homesound.workspace.runs import finish_run, start_run
 
 MAX_REPORTED_PROBLEMS = 200
+PROGRESS_EVERY = 1000  # records between updates of the progress bar's counts
 # Folder names inside the release: audioset_v1_embeddings/{bal_train,unbal_train,eval}/*.tfrecord
 SHARD_FOLDER_SPLITS = {"bal_train": "train", "unbal_train": "train", "eval": "eval"}
 
@@ -94,6 +95,8 @@ def import_features(workspace: Workspace, config: ImportConfig, *, progress: boo
                   disable=not progress) as bar:
             for item in read_features(config.features, bar.update, wanted):
                 report.records += 1
+                if report.records % PROGRESS_EVERY == 0:
+                    bar.set_postfix(records=report.records, kept=len(found), bad=report.malformed, refresh=False)
                 if isinstance(item, MalformedRecord):
                     report.note_problem(str(item))
                     continue
@@ -110,7 +113,7 @@ def import_features(workspace: Workspace, config: ImportConfig, *, progress: boo
                 batch.append(segment)
                 if len(batch) >= config.batch_size:
                     flush()
-                    bar.set_postfix(records=report.records, kept=len(found), bad=report.malformed, refresh=False)
+            bar.set_postfix(records=report.records, kept=len(found), bad=report.malformed)
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -131,7 +134,8 @@ def _segment(record: FeatureRecord, chosen: SelectedSegment, class_mids: tuple[s
         return f"{record.video_id} is in a {shard_split} shard but selected as {chosen.split}; not mixing splits"
     unknown = [label for label in record.labels if not 0 <= label < len(class_mids)]
     if unknown:
-        return f"{record.video_id}: label indices {unknown} outside class_labels_indices.csv ({len(class_mids)} classes)"
+        return (f"{record.video_id}: label indices {unknown} outside class_labels_indices.csv "
+                f"({len(class_mids)} classes)")
     label_mids = tuple(class_mids[label] for label in record.labels)
     return audioset_store.AudioSetSegment(
         ytid=record.video_id,

@@ -75,7 +75,8 @@ def read_segment_list(path: str | os.PathLike) -> SegmentList:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise HomesoundError(f"{path} not found; fetch the lists with `homesound audioset download --what csv`") from None
+        raise HomesoundError(
+            f"{path} not found; fetch the lists with `homesound audioset download --what csv`") from None
     declared = None
     rows: list[tuple[str, float, float, str]] = []
     problems: list[str] = []
@@ -157,7 +158,7 @@ def _select_split(
     wanted_hard = int(round(config.hard_fraction * wanted_negatives))
 
     group_members = {
-        name: np.flatnonzero(~positive & np.fromiter((not s.isdisjoint(mids) for s in label_sets), bool, len(label_sets)))
+        name: np.flatnonzero(~positive & np.fromiter((not s.isdisjoint(mids) for s in label_sets), bool, len(segments)))
         for name, mids in hard_groups.items()
     }
     taken = np.zeros(len(segments), dtype=bool)
@@ -271,7 +272,8 @@ def read_selection(path: str | os.PathLike) -> SelectionFile:
             table = pd.read_csv(handle, dtype={"ytid": str, "split": str, "source_list": str, "role": str},
                                 keep_default_na=False)
     except FileNotFoundError:
-        raise HomesoundError(f"selection {path} not found; make it with `homesound audioset select --out {path}`") from None
+        raise HomesoundError(
+            f"selection {path} not found; make it with `homesound audioset select --out {path}`") from None
     if "targets" not in header:
         raise HomesoundError(f"{path} lacks its targets header; make it again with `homesound audioset select`")
     mapping = TargetMapping.from_json(header["targets"])

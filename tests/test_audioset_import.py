@@ -104,7 +104,8 @@ def test_import_stores_selected_segments_and_the_provider_reads_them_back(
                 assert sequence.clip_labels.tolist() == list(segment.targets)
                 assert sequence.frame_labels is None and sequence.embedder_id == EMBEDDER_ID
                 assert sequence.key == f"audioset:{sequence.group}:{sequence.start_seconds:.3f}"
-                np.testing.assert_array_equal(sequence.embedding, embedding_for(sequence.group, len(sequence.embedding)))
+                expected_embedding = embedding_for(sequence.group, len(sequence.embedding))
+                np.testing.assert_array_equal(sequence.embedding, expected_embedding)
         assert {len(s.embedding) for s in audioset_sequences(workspace, "train")} == {9, 10}
         positives = [s for s in audioset_sequences(workspace) if s.clip_labels.any()]
         assert positives and all(selection.segments[(s.group, int(round(s.start_seconds * 1000)))].role

@@ -114,7 +114,9 @@ def current_target_mapping(workspace: Workspace) -> tuple[str, str, tuple[str, .
     return rows[0]["id"], rows[0]["mapping_json"], tuple(json.loads(rows[0]["class_names_json"]))
 
 
-def save_segments(workspace: Workspace, segments: Sequence[AudioSetSegment], mapping_id: str, run_id: int | None) -> int:
+def save_segments(
+    workspace: Workspace, segments: Sequence[AudioSetSegment], mapping_id: str, run_id: int | None
+) -> int:
     """Store a batch in one transaction; segments already present are left alone. Returns rows added."""
     now = utc_now()
     rows = []
@@ -145,7 +147,9 @@ def segment_counts(workspace: Workspace) -> dict[str, dict[str, int]]:
     current = current_target_mapping(workspace)
     names = current[2] if current else ()
     counts: dict[str, dict[str, int]] = {}
-    for row in workspace.query("SELECT split, targets_json, COUNT(*) AS n FROM audioset_segments GROUP BY split, targets_json"):
+    rows = workspace.query(
+        "SELECT split, targets_json, COUNT(*) AS n FROM audioset_segments GROUP BY split, targets_json")
+    for row in rows:
         split_counts = counts.setdefault(row["split"], {"segments": 0, **{name: 0 for name in names}})
         split_counts["segments"] += row["n"]
         for name, value in zip(names, json.loads(row["targets_json"])):
