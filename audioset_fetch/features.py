@@ -98,6 +98,9 @@ def read_features(
             "If it is a truncated or damaged download, fetch it again "
             "(`homesound audioset download --what features` resumes); segments imported so far are kept."
         ) from error
+    if shards_done == 0:
+        raise FeatureSourceError(f"{source} holds no {TFRECORD_SUFFIX} shards; give the release's features.tar.gz "
+                                 "or the folder it unpacks to")
 
 
 def source_size(source: str | os.PathLike) -> int:

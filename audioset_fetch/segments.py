@@ -14,7 +14,6 @@ segment whose video also appears in eval is dropped so one video never sits on b
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
@@ -71,37 +70,38 @@ def split_of_list(path: Path) -> str:
 
 
 def read_segment_list(path: str | os.PathLike) -> SegmentList:
+    """One list, read line by line; broken lines are skipped and described in `problems`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        handle = path.open(newline="", encoding="utf-8")
     except FileNotFoundError:
         raise HomesoundError(
             f"{path} not found; fetch the lists with `homesound audioset download --what csv`") from None
     declared = None
     rows: list[tuple[str, float, float, str]] = []
     problems: list[str] = []
-    lines = io.StringIO(text)
-    for line_number, fields in enumerate(csv.reader(lines, skipinitialspace=True), start=1):
-        if not fields:
-            continue
-        if fields[0].startswith("#"):
-            match = re.search(r"num_segs=(\d+)", ",".join(fields))
-            if match:
-                declared = int(match.group(1))
-            continue
-        if len(fields) != 4:
-            problems.append(f"line {line_number}: expected 4 fields, found {len(fields)}")
-            continue
-        ytid, start, end, labels = (value.strip() for value in fields)
-        try:
-            start_seconds, end_seconds = float(start), float(end)
-        except ValueError:
-            problems.append(f"line {line_number}: start/end are not numbers: {start!r}, {end!r}")
-            continue
-        if not ytid or not labels:
-            problems.append(f"line {line_number}: empty YTID or label list")
-            continue
-        rows.append((ytid, start_seconds, end_seconds, labels))
+    with handle:
+        for line_number, fields in enumerate(csv.reader(handle, skipinitialspace=True), start=1):
+            if not fields:
+                continue
+            if fields[0].startswith("#"):
+                match = re.search(r"num_segs=(\d+)", ",".join(fields))
+                if match:
+                    declared = int(match.group(1))
+                continue
+            if len(fields) != 4:
+                problems.append(f"line {line_number}: expected 4 fields, found {len(fields)}")
+                continue
+            ytid, start, end, labels = (value.strip() for value in fields)
+            try:
+                start_seconds, end_seconds = float(start), float(end)
+            except ValueError:
+                problems.append(f"line {line_number}: start/end are not numbers: {start!r}, {end!r}")
+                continue
+            if not ytid or not labels:
+                problems.append(f"line {line_number}: empty YTID or label list")
+                continue
+            rows.append((ytid, start_seconds, end_seconds, labels))
     table = pd.DataFrame(rows, columns=list(SEGMENT_COLUMNS))
     return SegmentList(path, path.stem, split_of_list(path), table, declared, tuple(problems))
 
@@ -148,17 +148,19 @@ def _select_split(
     config: SelectionConfig,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
-    label_sets = [frozenset(labels.split(",")) for labels in segments["positive_labels"]]
+    # Work per distinct label list (far fewer than segments in the 2-million-line unbalanced list).
+    codes, distinct = pd.factorize(segments["positive_labels"])
+    label_sets = [frozenset(labels.split(",")) for labels in distinct]
     targets = np.array([mapping.multi_hot(labels) for labels in label_sets], dtype=np.uint8).reshape(
-        len(segments), len(mapping.names)
-    )
+        len(label_sets), len(mapping.names)
+    )[codes]
     positive = targets.any(axis=1)
     negative_pool = np.flatnonzero(~positive)
     wanted_negatives = min(int(round(config.negative_ratio * positive.sum())), len(negative_pool))
     wanted_hard = int(round(config.hard_fraction * wanted_negatives))
 
     group_members = {
-        name: np.flatnonzero(~positive & np.fromiter((not s.isdisjoint(mids) for s in label_sets), bool, len(segments)))
+        name: np.flatnonzero(~positive & np.fromiter((not s.isdisjoint(mids) for s in label_sets), bool)[codes])
         for name, mids in hard_groups.items()
     }
     taken = np.zeros(len(segments), dtype=bool)

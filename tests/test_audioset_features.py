@@ -116,6 +116,13 @@ def test_reading_streams_the_archive(tmp_path):
     assert sum(consumed) == total
 
 
-def test_a_missing_source_is_a_clear_error(tmp_path):
+def test_a_missing_source_or_one_without_shards_is_a_clear_error(tmp_path):
     with pytest.raises(FeatureSourceError, match="not found"):
         list(read_features(tmp_path / "nothing.tar.gz"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FeatureSourceError, match="no .tfrecord shards"):
+        list(read_features(tmp_path / "empty"))
+    not_a_tar = tmp_path / "selection.csv"
+    not_a_tar.write_text("ytid,start\n")
+    with pytest.raises(FeatureSourceError, match="selection.csv cannot be read"):
+        list(read_features(not_a_tar))
