@@ -71,8 +71,13 @@ def run_select(args: argparse.Namespace) -> int:
     import dataclasses
 
     from audioset_fetch.ontology import Ontology
-    from audioset_fetch.segments import (hard_group_counts, read_segment_list, select_segments, selection_counts,
-                                         write_selection)
+    from audioset_fetch.segments import (
+        hard_group_counts,
+        read_segment_list,
+        select_segments,
+        selection_counts,
+        write_selection,
+    )
     from audioset_fetch.targets import load_selection_config
 
     metadata = _metadata_dir(args)

@@ -16,15 +16,15 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path.insert(0, str(REPO))
 
 from audioset_fetch.features import read_features  # noqa: E402
 from audioset_fetch.importer import ImportConfig, import_features  # noqa: E402
 from audioset_fetch.ontology import Ontology, load_class_indices  # noqa: E402
 from audioset_fetch.segments import read_segment_list, select_segments, write_selection  # noqa: E402
 from audioset_fetch.targets import SelectionConfig  # noqa: E402
-from audioset_support import good_record, shared_audioset_dir, tar_folder, write_shard  # noqa: E402
 from homesound.workspace import Workspace  # noqa: E402
+from tests.audioset_support import good_record, shared_audioset_dir, tar_folder, write_shard  # noqa: E402
 
 
 def main() -> None:

@@ -9,12 +9,19 @@ from audioset_fetch.importer import ImportConfig, import_features, split_of_shar
 from audioset_fetch.ontology import Ontology, load_class_indices
 from audioset_fetch.segments import ROLE_POSITIVE, read_segment_list, read_selection, select_segments, write_selection
 from audioset_fetch.targets import SelectionConfig
-from audioset_support import embedding_for, good_record, sequence_example, shared_audioset_dir, tar_folder, write_shard
 from homesound.cli import main
 from homesound.workspace import Workspace
 from homesound.workspace.audioset import EMBEDDER_ID, audioset_sequences, segment_counts
 from homesound.workspace.recordings import embedder_provenance
 from homesound.workspace.runs import list_runs
+from tests.audioset_support import (
+    embedding_for,
+    good_record,
+    sequence_example,
+    shared_audioset_dir,
+    tar_folder,
+    write_shard,
+)
 
 
 @pytest.fixture(scope="module")

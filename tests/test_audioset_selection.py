@@ -19,8 +19,8 @@ from audioset_fetch.segments import (
     write_selection,
 )
 from audioset_fetch.targets import SelectionConfig, load_selection_config
-from audioset_support import shared_audioset_dir
 from homesound.errors import HomesoundError
+from tests.audioset_support import shared_audioset_dir
 
 # The Laughter and Crying subtrees as listed on the AudioSet ontology pages, written out by hand.
 LAUGHTER_MIDS = {"/m/01j3sz", "/t/dd00001", "/m/07r660_", "/m/07s04w4", "/m/07sq110", "/m/07rgt08"}
