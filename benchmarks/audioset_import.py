@@ -24,14 +24,18 @@ from audioset_fetch.ontology import Ontology, load_class_indices  # noqa: E402
 from audioset_fetch.segments import read_segment_list, select_segments, write_selection  # noqa: E402
 from audioset_fetch.targets import SelectionConfig  # noqa: E402
 from homesound.workspace import Workspace  # noqa: E402
-from tests.audioset_support import good_record, shared_audioset_dir, tar_folder, write_shard  # noqa: E402
+from tests.audioset_support import good_record, tar_folder, write_shard  # noqa: E402
+from tests.conftest import find_shared_data  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="records per list (default: all)")
     args = parser.parse_args()
-    metadata = shared_audioset_dir()
+    shared = find_shared_data()
+    if shared is None:
+        sys.exit("../shared/data (AudioSet metadata) is missing beside the checkout")
+    metadata = shared / "audioset"
     class_index = {mid: i for i, mid in enumerate(load_class_indices(metadata / "class_labels_indices.csv"))}
     lists = [read_segment_list(metadata / name) for name in ("balanced_train_segments.csv", "eval_segments.csv")]
     with tempfile.TemporaryDirectory() as tmp:

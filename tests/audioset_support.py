@@ -1,4 +1,4 @@
-"""Test helpers for audioset_fetch: the shared real metadata, and TFRecord shards in the release's schema."""
+"""Test helpers for audioset_fetch: TFRecord shards in the release's schema."""
 
 from __future__ import annotations
 
@@ -8,16 +8,6 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-import pytest
-
-
-def shared_audioset_dir() -> Path:
-    repo = Path(__file__).resolve().parents[1]
-    for base in (repo / ".." / "shared" / "data", Path("/work/shared/data")):
-        folder = base / "audioset"
-        if (folder / "ontology.json").exists():
-            return folder.resolve()
-    pytest.skip("shared AudioSet metadata (../shared/data/audioset) not found")
 
 
 def embedding_for(video_id: str, frames: int = 10) -> np.ndarray:

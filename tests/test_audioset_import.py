@@ -18,15 +18,14 @@ from tests.audioset_support import (
     embedding_for,
     good_record,
     sequence_example,
-    shared_audioset_dir,
     tar_folder,
     write_shard,
 )
 
 
 @pytest.fixture(scope="module")
-def metadata():
-    return shared_audioset_dir()
+def metadata(shared_data):
+    return shared_data / "audioset"
 
 
 @pytest.fixture(scope="module")

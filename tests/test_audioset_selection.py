@@ -20,7 +20,6 @@ from audioset_fetch.segments import (
 )
 from audioset_fetch.targets import SelectionConfig, load_selection_config
 from homesound.errors import HomesoundError
-from tests.audioset_support import shared_audioset_dir
 
 # The Laughter and Crying subtrees as listed on the AudioSet ontology pages, written out by hand.
 LAUGHTER_MIDS = {"/m/01j3sz", "/t/dd00001", "/m/07r660_", "/m/07s04w4", "/m/07sq110", "/m/07rgt08"}
@@ -29,8 +28,8 @@ BABBLING = "/m/0261r1"
 
 
 @pytest.fixture(scope="module")
-def metadata():
-    return shared_audioset_dir()
+def metadata(shared_data):
+    return shared_data / "audioset"
 
 
 @pytest.fixture(scope="module")
