@@ -19,6 +19,7 @@ from homesound.errors import HomesoundError
 COMPONENT_MODULES = (
     "homesound.workspace.runs",
     "homesound.workspace.recordings",
+    "homesound.workspace.audioset",
     "homesound.workspace.training_data",
     "homesound.workspace.classify",
 )

@@ -44,6 +44,7 @@ MIGRATIONS = (
 )
 
 LABELED_SEQUENCE_PROVIDERS = (
+    "homesound.workspace.audioset:audioset_sequences",
     "homesound.workspace.training_data:strong_label_sequences",
 )
 
