@@ -25,22 +25,10 @@ from homesound.cli import main
 from homesound.workspace import Workspace
 from homesound.workspace.recordings import StoredEmbedding, register_embedder, save_recording
 from homesound.workspace.training_data import StrongLabel, upsert_strong_labels
-from tests.classify_helpers import find_shared_data
 
 HOP = HOP_SECONDS
 CLASSES = ("crying", "laughter")
 TRAINING_RECORDINGS = 5
-
-
-@pytest.fixture(scope="module")
-def random_vggish(tmp_path_factory):
-    """Random VGGish in Google's checkpoint format (only what detect needs: checkpoint + PCA)."""
-    from embed.random_weights import random_pca, random_weights, write_checkpoint
-
-    directory = tmp_path_factory.mktemp("vggish")
-    write_checkpoint(random_weights(0), directory / "vggish_model.ckpt")
-    np.savez(directory / "vggish_pca_params.npz", **random_pca(0))
-    return directory / "vggish_model.ckpt", directory / "vggish_pca_params.npz"
 
 
 def choose(clips: pd.DataFrame, label: str, sources_part: int, count: int, seed: int) -> pd.DataFrame:
@@ -56,15 +44,12 @@ def choose(clips: pd.DataFrame, label: str, sources_part: int, count: int, seed:
 
 
 @pytest.fixture(scope="module")
-def long_recording_case(tmp_path_factory, random_vggish):
+def long_recording_case(tmp_path_factory, shared_data, vggish_files, checkpoint_embedder):
     from embed.pipeline import embed_waveform
-    from embed.vggish import load_embedder
 
-    data = find_shared_data()
+    data = shared_data
     clips = pd.read_csv(data / "clips.csv")
     directory = tmp_path_factory.mktemp("detect-audio")
-    checkpoint, pca = random_vggish
-    embedder = load_embedder(str(checkpoint), str(pca))
 
     # Training: clips of training sources, assembled into a few recordings (so the model sees events
     # begin and end), embedded in one pass, stored with per-second labels.
@@ -72,7 +57,7 @@ def long_recording_case(tmp_path_factory, random_vggish):
                                choose(clips, "noise", 0, 12, 1), choose(clips, "silence", 0, 6, 1)])
     training_rows = training_rows.sample(frac=1, random_state=2)
     training_audio, training_placed = assemble(zip(data / training_rows.path, training_rows.label))
-    embedded = embed_waveform(training_audio, SAMPLE_RATE, embedder)
+    embedded = embed_waveform(training_audio, SAMPLE_RATE, checkpoint_embedder)
     workspace = directory / "home.db"
     with Workspace(workspace) as ws:
         register_embedder(ws, embedded.embedder_id, embedded.provenance)
@@ -106,7 +91,7 @@ def long_recording_case(tmp_path_factory, random_vggish):
     recording_audio, placed = assemble(zip(data / order.path, order.label))
     recording = directory / "household.wav"
     soundfile.write(recording, recording_audio, SAMPLE_RATE, subtype="PCM_16")
-    return model, recording, placed, random_vggish, directory
+    return model, recording, placed, (vggish_files.checkpoint, vggish_files.pca), directory
 
 
 def test_detect_finds_planted_events_where_they_were_put(long_recording_case):
