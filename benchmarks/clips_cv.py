@@ -10,6 +10,7 @@ sources and is scored on its own, per second and per clip (its loudest second).
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -55,14 +56,15 @@ def load_or_embed(args, data: Path, clips: pd.DataFrame) -> tuple[list[np.ndarra
         cached = np.load(args.cache, allow_pickle=False)
         print(f"embeddings from cache {args.cache}")
         offsets = cached["offsets"]
-        embeddings = [cached["embedding"][a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        embeddings = [cached["embedding"][a:b] for a, b in itertools.pairwise(offsets)]
         return embeddings, str(cached["embedder_id"]), bool(cached["random_weights"])
     from embed.vggish import load_embedder
 
     random_weights = args.vggish is None
     with tempfile.TemporaryDirectory() as directory:
         if random_weights:
-            from embed.random_weights import random_pca, random_weights as weights, write_checkpoint
+            from embed.random_weights import random_pca, write_checkpoint
+            from embed.random_weights import random_weights as weights
 
             write_checkpoint(weights(0), Path(directory) / "vggish_model.ckpt")
             np.savez(Path(directory) / "vggish_pca_params.npz", **random_pca(0))

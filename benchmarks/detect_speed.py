@@ -24,7 +24,11 @@ from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
 from classify.training import train_detector
 from homesound.cli import main as homesound
 from homesound.workspace import Workspace
-from homesound.workspace.recordings import StoredEmbedding, register_embedder, save_recording
+from homesound.workspace.recordings import (
+    StoredEmbedding,
+    register_embedder,
+    save_recording,
+)
 
 HOP = 0.96
 

@@ -235,7 +235,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from classify.detection import check_output_path, events_per_class, events_table, write_events
+    from classify.detection import (
+        check_output_path,
+        events_per_class,
+        events_table,
+        write_events,
+    )
     from classify.detector import Detector
 
     if bool(args.files) == bool(args.workspace):

@@ -8,9 +8,9 @@ embedding pass over the whole gives each clip's embeddings.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ class EncodedSequences:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def subset(self, indices: Sequence[int]) -> "EncodedSequences":
+    def subset(self, indices: Sequence[int]) -> EncodedSequences:
         pick = list(indices)
         return EncodedSequences(
             classes=self.classes,

@@ -12,9 +12,10 @@ import datetime as _dt
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -79,7 +80,7 @@ class Detector:
         features = [self.model_input(embedding, embedder_id) for embedding in embeddings]
         return predict_features(self.model, features)
 
-    def stream(self) -> "StreamingDetector":
+    def stream(self) -> StreamingDetector:
         return StreamingDetector(self)
 
     def to_dict(self) -> dict:
@@ -87,7 +88,7 @@ class Detector:
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
             "homesound_version": __version__,
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "state_dict": {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()},
             "model_config": _plain(self.config),
             "offline_only": not self.streamable,
@@ -113,7 +114,7 @@ class Detector:
         return file_sha256(path)
 
     @classmethod
-    def from_dict(cls, stored: dict) -> "Detector":
+    def from_dict(cls, stored: dict) -> Detector:
         if stored.get("format") != MODEL_FORMAT:
             raise HomesoundError("not a homesound detector file")
         if stored.get("format_version", 0) > MODEL_FORMAT_VERSION:
@@ -137,7 +138,7 @@ class Detector:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike, embedder_id: str | None = None) -> "Detector":
+    def load(cls, path: str | os.PathLike, embedder_id: str | None = None) -> Detector:
         """Load a model file; with embedder_id, refuse it unless it was trained on that embedder."""
         path = Path(path)
         if not path.is_file():

@@ -7,8 +7,8 @@ the model that listens live.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator, Union
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ RAW_FLOAT32 = "raw_float32"  # the embedder's float output before quantization, 
 INPUT_ENCODINGS = (AUDIOSET_UINT8, RAW_FLOAT32)
 
 # GRU carries one tensor of state, LSTM a pair (h, c).
-RecurrentState = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
+RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 _POOLING_EPSILON = 1e-7
 # The 256 dequantized values, computed in float64 so that each is the nearest float32.

@@ -9,8 +9,16 @@ import numpy as np
 
 from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
 from homesound.workspace import Workspace
-from homesound.workspace.recordings import StoredEmbedding, register_embedder, save_recording
-from homesound.workspace.training_data import StrongLabel, split_of_recording, upsert_strong_labels
+from homesound.workspace.recordings import (
+    StoredEmbedding,
+    register_embedder,
+    save_recording,
+)
+from homesound.workspace.training_data import (
+    StrongLabel,
+    split_of_recording,
+    upsert_strong_labels,
+)
 
 
 def content_hash(text: str) -> str:

@@ -23,7 +23,11 @@ import soundfile
 from classify.clip_assembly import FRAME_SAMPLES, HOP_SECONDS, SAMPLE_RATE, assemble
 from homesound.cli import main
 from homesound.workspace import Workspace
-from homesound.workspace.recordings import StoredEmbedding, register_embedder, save_recording
+from homesound.workspace.recordings import (
+    StoredEmbedding,
+    register_embedder,
+    save_recording,
+)
 from homesound.workspace.training_data import StrongLabel, upsert_strong_labels
 
 HOP = HOP_SECONDS

@@ -7,12 +7,17 @@ import pytest
 import torch
 
 from classify.config import ModelConfig, TrainConfig
-from classify.data import encode, split_by_group
+from classify.data import collate, encode, split_by_group
 from classify.detector import Detector
 from classify.metrics import average_precision
 from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
-from classify.training import Predictions, calibrate, detection_loss, positive_weights, train_detector
-from classify.data import collate
+from classify.training import (
+    Predictions,
+    calibrate,
+    detection_loss,
+    positive_weights,
+    train_detector,
+)
 from homesound.errors import HomesoundError, ProvenanceMismatchError
 
 SMALL_MODEL = ModelConfig(projection_size=32, hidden_size=32)
