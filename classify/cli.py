@@ -152,8 +152,10 @@ def run_train(args: argparse.Namespace) -> int:
                 + "; import AudioSet segments (homesound audioset import) or pull labels (homesound pull) first"
             )
         provenance = {e: embedder_provenance(workspace, e) for e in sorted({s.embedder_id for s in sequences})}
-        run_id = start_run(workspace, "train", {"model": model_config, "training": train_config,
-                                                "embedder": args.embedder, "out": str(out)})
+        run_id = start_run(workspace, "train", {"model": dataclasses.asdict(model_config),
+                                                "training": dataclasses.asdict(train_config),
+                                                "embedder": args.embedder, "mix_embedders": args.mix_embedders,
+                                                "out": str(out)})
         try:
             detector = train_detector(
                 sequences, model_config, train_config, classes=_split_list(args.classes) or None,
