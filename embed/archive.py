@@ -291,16 +291,7 @@ class _ArchiveEmbedding:
 
     def _hash_all(self) -> None:
         for found in self.todo:
-            try:
-                with open(found.path, "rb") as stream:
-                    item = (found, hashlib.file_digest(stream, "sha256").hexdigest(), None)
-            except PermissionError:
-                item = (found, None, "permission denied; make the file readable (chmod +r)")
-            except FileNotFoundError:
-                item = (found, None, "disappeared while the job ran")
-            except OSError as error:
-                item = (found, None, f"cannot read ({error.strerror or error})")
-            if not self._offer(item):
+            if not self._offer((found, *content_sha256(found.path))):
                 return
         self._offer(_HASHING_DONE)
 
@@ -461,6 +452,19 @@ class _ArchiveEmbedding:
                     self._forget(file_id)
                     self._send_to_worker(content.files[0], content.sha256)
                     self.contents[self.by_sha[content.sha256]].files.extend(content.files[1:])
+
+
+def content_sha256(path: str) -> tuple[str | None, str | None]:
+    """(sha256 hex digest, None), or (None, why the file cannot be read)."""
+    try:
+        with open(path, "rb") as stream:
+            return hashlib.file_digest(stream, "sha256").hexdigest(), None
+    except PermissionError:
+        return None, "permission denied; make the file readable (chmod +r)"
+    except FileNotFoundError:
+        return None, "disappeared while the job ran"
+    except OSError as error:
+        return None, f"cannot read ({error.strerror or error})"
 
 
 def _identity(found: FoundFile) -> FileIdentity:

@@ -3,13 +3,15 @@
 Folders are walked in name order; hidden entries (names starting with '.') are skipped; files are
 kept by extension (case-insensitive). Files named on the command line are always kept, whatever
 their extension: the user asked for them. Symbolic links are followed, but a folder already
-walked (same device and inode) is not walked again, so link loops end. What cannot be a
+walked (same device and inode) is not walked again, so link loops end; linked folders are walked
+after all real ones, so a folder reached both ways keeps its real name. What cannot be a
 recording (a dangling link, a FIFO named like audio, a folder that cannot be listed) is reported
 as a problem instead of stopping the walk.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import stat
@@ -92,17 +94,17 @@ def discover(inputs: Iterable[str | os.PathLike], extensions: Iterable[str] = DE
                 continue
             path = os.path.join(folder, entry.name)
             try:
-                is_folder = entry.is_dir()  # follows links
-            except OSError:
-                is_folder = False
-            if is_folder:
-                try:
-                    walk(path, os.stat(path))
-                except OSError as error:
-                    found.problems.append(Problem(path, _stat_failure(path, error), is_file=False))
+                linked_folder = entry.is_symlink() and entry.is_dir()
+            except OSError:  # a link loop: add_file reports it if it is named like audio
+                linked_folder = False
+            if linked_folder:
+                linked_folders.append(path)  # after the real folders, so those keep their own names
+            elif entry.is_dir(follow_symlinks=False):
+                walk(path, entry.stat(follow_symlinks=False))
             else:
                 add_file(path, explicit=False)
 
+    linked_folders: collections.deque[str] = collections.deque()
     for name in inputs:
         path = os.path.abspath(os.fspath(name))
         try:
@@ -114,6 +116,12 @@ def discover(inputs: Iterable[str | os.PathLike], extensions: Iterable[str] = DE
             walk(path, info)
         else:
             add_file(path, explicit=True)
+    while linked_folders:
+        path = linked_folders.popleft()
+        try:
+            walk(path, os.stat(path))
+        except OSError as error:
+            found.problems.append(Problem(path, _stat_failure(path, error), is_file=False))
     return found
 
 
