@@ -51,8 +51,6 @@ def file_messages(worker: int, file_id: int, path: str, settings: WorkerSettings
     except AudioDecodeError as error:
         yield ("failed", worker, file_id, error.reason)
         return
-    except MemoryError:
-        raise
     except Exception as error:  # a decoder bug must cost one file, not the job
         yield ("failed", worker, file_id, f"unexpected {type(error).__name__} while decoding: {error}")
         return

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -291,3 +292,33 @@ def test_savedmodel_source_keep_raw_and_export_raw(tmp_path, clips, vggish_files
     assert main(embed_args([archive], no_raw, vggish_files)) == 0
     assert main(["export", "--workspace", str(no_raw), "--out", str(out), "--raw"]) == 2
     assert "--keep-raw" in capsys.readouterr().err and not (tmp_path / "raw.parquet.part").exists()
+
+
+def test_a_crashed_decoder_costs_its_files_not_the_job(tmp_path, clips, vggish_files, capsys):
+    """A codec crash kills a decoder process: its files fail with a reason, the job goes on and ends."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for source in clips[clips["format"] == "OGG/VORBIS"]["file"].iloc[:2]:
+        shutil.copy(source, archive / f"a_{os.path.basename(source)}")
+    soundfile.write(archive / "long.wav", np.random.default_rng(0).uniform(-0.3, 0.3, 16000 * 50), 16000)
+    workspace = tmp_path / "home.db"
+    # Chunks of 4 examples: the long file fills the decoder's queue, so the decoder is mid-file when killed.
+    args = embed_args([archive], workspace, vggish_files, "--batch-size", "4", "--workers", "1")
+    outcome = []
+    job = threading.Thread(target=lambda: outcome.append(main(args)))
+    job.start()
+    deadline = time.monotonic() + 120
+    while count_rows(workspace) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    decoders = [pid for pid in children_of(os.getpid()) if "spawn_main" in open(f"/proc/{pid}/cmdline").read()]
+    assert len(decoders) == 1
+    os.kill(decoders[0], signal.SIGKILL)
+    job.join(timeout=120)
+    assert outcome == [1]
+    assert "long.wav: the decoder process crashed" in capsys.readouterr().out
+    assert snapshot(workspace)[0][str(archive / "long.wav")][0] == "failed"
+
+    assert main(embed_args([archive], workspace, vggish_files, "--retry-failed")) == 0  # a new decoder did the rest
+    rows, embeddings = snapshot(workspace)
+    assert all(status == "embedded" for status, _, _ in rows.values())
+    assert len(embeddings[rows[str(archive / "long.wav")][1]]) == 52 * 128  # (50 s * 16000 - 240) // 15360
