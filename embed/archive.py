@@ -279,6 +279,7 @@ class _ArchiveEmbedding:
         if self.embedder.embedder_id != self.summary.embedder_id:
             raise HomesoundError(
                 f"VGGish files at {self.located.location} changed while the job started; run it again")
+        self.progress.model_ready()
         while True:
             self._dispatch()
             if self.hashing_done and not self.contents:
@@ -501,6 +502,10 @@ class _Progress:
         self.bar = tqdm(total=files, unit="file", file=sys.stderr, dynamic_ncols=True,
                         disable=(not sys.stderr.isatty()) if enabled is None else not enabled,
                         bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} files [{elapsed}{postfix}]")
+
+    def model_ready(self) -> None:
+        """Rates and ETA count from here: loading the model is not part of the pace."""
+        self.started = time.perf_counter()
 
     def embedded(self, file_id: int, content: _Content, seconds: float) -> None:
         self.seconds += seconds
