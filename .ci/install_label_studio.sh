@@ -23,5 +23,6 @@ fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 # label-studio pins the exact label-studio-sdk it was released with; pip resolves it.
 "$venv/bin/python" -m pip install --quiet "label-studio==$LABEL_STUDIO_VERSION"
-"$venv/bin/label-studio" --version
+# Not `label-studio --version`: it initialises ~/.local/share/label-studio and starts a server.
+"$venv/bin/python" -c 'import importlib.metadata as m; print("label-studio", m.version("label-studio"), "sdk", m.version("label-studio-sdk"))'
 echo "label-studio $LABEL_STUDIO_VERSION installed in $venv"
