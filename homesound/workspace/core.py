@@ -19,6 +19,7 @@ from homesound.errors import HomesoundError
 COMPONENT_MODULES = (
     "homesound.workspace.runs",
     "homesound.workspace.recordings",
+    "homesound.workspace.active_learning",
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0
