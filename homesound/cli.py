@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -30,14 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in STAGE_CLI_MODULES:
-        module = importlib.import_module(module_name)
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(subcommands)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:  # a real import problem inside the stage: show it
+                raise
+            continue  # the stage has no commands yet
+        module.register(subcommands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter is not for users
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

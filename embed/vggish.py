@@ -1,0 +1,247 @@
+"""Choosing and loading the VGGish network: TF Hub handle, local SavedModel, or Google's checkpoint.
+
+All three give an Embedder that turns 16 kHz waveform chunks holding whole examples into raw
+[K, 128] embeddings, then post-processes them the AudioSet way. Every Embedder carries the
+provenance of what it computes; embeddings from different provenance are never mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embed.frontend import waveform_to_examples
+from embed.params import VGGISH
+from embed.postprocess import PCAParams, postprocess
+from homesound import __version__
+from homesound.errors import ModelSourceError
+
+DEFAULT_HUB_HANDLE = "https://tfhub.dev/google/vggish/1"
+DEFAULT_PCA_URL = "https://storage.googleapis.com/audioset/vggish_pca_params.npz"
+SOURCE_ENV = "HOMESOUND_VGGISH"
+PCA_ENV = "HOMESOUND_VGGISH_PCA"
+PCA_URL_ENV = "HOMESOUND_VGGISH_PCA_URL"
+PCA_FILE_NAME = "vggish_pca_params.npz"
+FRONTEND_DESCRIPTION = (
+    "mono mean; resampy kaiser_best to 16 kHz; 25 ms periodic Hann, 10 ms hop, 512-point |FFT|; "
+    "64 HTK mel 125-7500 Hz; log(mel + 0.01); 96x64 non-overlapping examples"
+)
+POSTPROCESS_DESCRIPTION = "PCA (pca_eigen_vectors, pca_means); clip [-2, 2]; uint8 by truncation"
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    source: str | None = None  # Hub handle, SavedModel dir or vggish_model.ckpt; None = env or default
+    pca: str | None = None  # vggish_pca_params.npz; None = env, beside the source, or downloaded
+    batch_size: int = 64  # examples per network call
+    jit_compile: bool = True  # XLA for the checkpoint network (same results, faster on CPU)
+
+
+class Embedder(ABC):
+    """VGGish: aligned 16 kHz waveform chunks -> raw embeddings -> AudioSet uint8 features."""
+
+    kind: str
+
+    def __init__(self, source: str, weights_sha256: str, pca: PCAParams, pca_sha256: str, config: EmbedderConfig):
+        self.source = source
+        self.pca = pca
+        self.config = config
+        self.provenance = {
+            "model": "vggish",
+            "source_kind": self.kind,
+            "source": source,
+            "weights_sha256": weights_sha256,
+            "pca_sha256": pca_sha256,
+            "frontend": FRONTEND_DESCRIPTION if self.kind == "checkpoint" else f"inside the {self.kind} model",
+            "postprocess": POSTPROCESS_DESCRIPTION,
+            "hop_seconds": VGGISH.example_seconds,
+            "quantized": True,
+            "homesound_version": __version__,
+        }
+        identity = {key: value for key, value in self.provenance.items() if key not in ("source", "homesound_version")}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        self.embedder_id = f"vggish-{self.kind}-{digest[:16]}"
+
+    @abstractmethod
+    def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+        """For each chunk of K * 15360 + 240 samples, its K raw float32 embeddings."""
+
+    def postprocess(self, raw: np.ndarray) -> np.ndarray:
+        return postprocess(raw, self.pca)
+
+
+class CheckpointEmbedder(Embedder):
+    """Google's vggish_model.ckpt: the reference front end in numpy, the network in TensorFlow."""
+
+    kind = "checkpoint"
+
+    def __init__(self, checkpoint: str, pca_path: str, config: EmbedderConfig):
+        from embed.network import build_network, read_checkpoint
+
+        weights = read_checkpoint(checkpoint)
+        self.network = build_network(weights, jit_compile=config.jit_compile)
+        super().__init__(checkpoint, _checkpoint_sha256(checkpoint), PCAParams.load(pca_path),
+                         _file_sha256(pca_path), config)
+
+    def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+        examples = [waveform_to_examples(chunk) for chunk in chunks]
+        return _split_like(self.run_network(np.concatenate(examples) if examples else np.zeros((0, 96, 64))), examples)
+
+    def run_network(self, examples: np.ndarray) -> np.ndarray:
+        """Fixed-size batches (the last one padded) so a compiled graph is traced only once."""
+        size = self.config.batch_size
+        outputs = []
+        for start in range(0, len(examples), size):
+            batch = examples[start : start + size].astype(np.float32)
+            count = len(batch)
+            if count < size:
+                batch = np.concatenate([batch, np.zeros((size - count, *batch.shape[1:]), np.float32)])
+            outputs.append(self.network(batch).numpy()[:count])
+        return np.concatenate(outputs) if outputs else np.zeros((0, VGGISH.embedding_size), np.float32)
+
+
+class SavedModelEmbedder(Embedder):
+    """A SavedModel with the Hub signature (local directory or resolved from a TF Hub handle)."""
+
+    def __init__(self, kind: str, source: str, directory: str, pca_path: str, config: EmbedderConfig):
+        import tensorflow as tf
+
+        self.kind = kind
+        try:
+            model = tf.saved_model.load(directory)
+        except (OSError, ValueError, tf.errors.OpError) as error:
+            raise ModelSourceError(f"VGGish SavedModel {source}: cannot load ({str(error).splitlines()[0]})") from None
+        self.model = model if callable(model) else model.signatures["serving_default"]
+        super().__init__(source, _directory_sha256(directory), PCAParams.load(pca_path), _file_sha256(pca_path), config)
+
+    def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
+        outputs = []
+        for chunk in chunks:
+            expected = (len(chunk) - VGGISH.example_overlap_samples) // VGGISH.example_samples
+            result = self.model(np.asarray(chunk, dtype=np.float32))
+            if isinstance(result, dict):
+                result = next(iter(result.values()))
+            raw = np.asarray(result, dtype=np.float32)
+            if raw.ndim != 2 or raw.shape[1] != VGGISH.embedding_size or len(raw) < expected:
+                raise ModelSourceError(
+                    f"VGGish model {self.source} returned shape {raw.shape} for {expected} examples; "
+                    "expected the Hub signature (waveform -> [N, 128])"
+                )
+            outputs.append(raw[:expected])
+        return outputs
+
+
+def load_embedder(source: str | None = None, pca: str | None = None, config: EmbedderConfig | None = None) -> Embedder:
+    config = config or EmbedderConfig(source=source, pca=pca)
+    source = source or config.source or os.environ.get(SOURCE_ENV) or DEFAULT_HUB_HANDLE
+    pca = pca or config.pca or os.environ.get(PCA_ENV)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "saved_model.pb").exists():
+            raise ModelSourceError(f"VGGish source {source} is a directory without saved_model.pb")
+        return SavedModelEmbedder("savedmodel", str(path), str(path), pca or _pca_beside(path, source), config)
+    if _is_checkpoint(path):
+        return CheckpointEmbedder(str(path), pca or _pca_beside(path.parent, source), config)
+    if "://" in source or source.startswith(("tfhub.dev/", "www.kaggle.com/")):
+        directory = _resolve_hub(source)
+        return SavedModelEmbedder("hub", source, directory, pca or download_pca(), config)
+    raise ModelSourceError(
+        f"VGGish source {source} not found: give a TF Hub handle, a SavedModel directory, or Google's "
+        "vggish_model.ckpt (https://storage.googleapis.com/audioset/vggish_model.ckpt)"
+    )
+
+
+def _is_checkpoint(path: Path) -> bool:
+    return path.is_file() or Path(f"{path}.index").is_file()
+
+
+def _pca_beside(directory: Path, source: str) -> str:
+    for candidate in (directory / PCA_FILE_NAME, directory.parent / PCA_FILE_NAME):
+        if candidate.is_file():
+            return str(candidate)
+    raise ModelSourceError(
+        f"no PCA parameters for {source}: pass --pca vggish_pca_params.npz "
+        f"(download it from {DEFAULT_PCA_URL}) or set {PCA_ENV}"
+    )
+
+
+def _resolve_hub(handle: str) -> str:
+    try:
+        import tensorflow_hub as hub
+
+        return hub.resolve(handle)
+    except Exception as error:  # tensorflow_hub raises many kinds for network and format problems
+        raise ModelSourceError(
+            f"cannot fetch VGGish from TF Hub handle {handle} ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            "check the network, or download the model once and pass its directory (or vggish_model.ckpt) "
+            "with --vggish"
+        ) from None
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("TFHUB_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "homesound")
+    return Path(base)
+
+
+def download_pca(url: str | None = None) -> str:
+    """Google's PCA parameters, fetched once into the cache (atomic rename, so never half a file)."""
+    url = url or os.environ.get(PCA_URL_ENV) or DEFAULT_PCA_URL
+    target = _cache_dir() / "vggish_pca" / hashlib.sha256(url.encode()).hexdigest()[:16] / PCA_FILE_NAME
+    if target.is_file():
+        return str(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+            while block := response.read(1 << 20):
+                out.write(block)
+    except (urllib.error.URLError, OSError) as error:
+        raise ModelSourceError(
+            f"cannot download the VGGish PCA parameters from {url} ({error}); "
+            f"download {PCA_FILE_NAME} yourself and pass --pca"
+        ) from None
+    os.replace(partial, target)
+    return str(target)
+
+
+def _split_like(rows: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
+    bounds = np.cumsum([len(part) for part in parts])[:-1]
+    return np.split(rows, bounds) if parts else []
+
+
+def _file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checkpoint_sha256(checkpoint: str) -> str:
+    path = Path(checkpoint)
+    if path.is_file():
+        return _file_sha256(path)
+    files = sorted(path.parent.glob(f"{path.name}.index")) + sorted(path.parent.glob(f"{path.name}.data-*"))
+    return _files_sha256(files, path.parent)
+
+
+def _directory_sha256(directory: str) -> str:
+    root = Path(directory)
+    return _files_sha256(sorted(p for p in root.rglob("*") if p.is_file()), root)
+
+
+def _files_sha256(files: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(root)).encode())
+        digest.update(_file_sha256(file).encode())
+    return digest.hexdigest()
