@@ -14,7 +14,7 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from homesound.errors import HomesoundError
 
@@ -51,14 +51,15 @@ def load_settings(environ: Mapping[str, str] | None = None, config_path: str | o
     The file holds: url = "http://localhost:8080", api_key = "...", local_files_document_root = "/srv/audio".
     """
     environ = os.environ if environ is None else environ
-    path = Path(config_path or environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH).expanduser()
+    explicit = config_path or environ.get(CONFIG_ENV)
+    path = Path(explicit or DEFAULT_CONFIG_PATH).expanduser()
     from_file: dict[str, Any] = {}
     if path.is_file():
         try:
             from_file = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as error:
             raise LabelStudioError(f"cannot read Label Studio settings from {path}: {error}") from error
-    elif config_path is not None or CONFIG_ENV in environ:
+    elif explicit:
         raise LabelStudioError(f"Label Studio settings file {path} does not exist")
 
     url = environ.get("LABEL_STUDIO_URL") or from_file.get("url")
@@ -155,6 +156,14 @@ class LabelStudio:
         pager = self._call("list tasks", lambda: self.client.tasks.list(project=project_id, fields=fields, page_size=100))
         return iter(self._call("list tasks", lambda: [_plain(task) for task in pager]))
 
+    def user_names(self, user_ids: Iterable[int]) -> dict[int, str]:
+        """Email (else username) of each user id, to store who labeled what."""
+        names = {}
+        for user_id in sorted(set(user_ids)):
+            user = self._call("look up an annotator", lambda: self.client.users.get(id=user_id))
+            names[user_id] = user.email or user.username or str(user_id)
+        return names
+
     def import_tasks(self, project_id: int, tasks: Sequence[dict]) -> list[int] | None:
         """Create tasks (with predictions) in one request; their ids in order, or None if the server did not say."""
         response = self._call("import tasks", lambda: self.client.projects.import_tasks(
@@ -209,5 +218,5 @@ def _detail(body: Any) -> str:
 def _plain(model: Any) -> dict:
     if isinstance(model, dict):
         return model
-    dump = getattr(model, "model_dump", None) or getattr(model, "dict")
-    return dump()
+    # The SDK's task model declares some fields narrower than the server sends; keep what was sent.
+    return model.model_dump(warnings=False)

@@ -105,7 +105,9 @@ def task_payload(window: QueueRow, audio_url: str, model_version: str | None) ->
     return task
 
 
-def annotation_from_task(task: Mapping[str, Any], window: QueueRow) -> Annotation | None:
+def annotation_from_task(
+    task: Mapping[str, Any], window: QueueRow, annotators: Mapping[int, str] | None = None
+) -> Annotation | None:
     """The latest finished (not skipped) annotation of a task, in recording time; None if there is none.
 
     Everything the person heard (the whole clip) counts as labeled: a clip without regions says
@@ -140,7 +142,7 @@ def annotation_from_task(task: Mapping[str, Any], window: QueueRow) -> Annotatio
         project_id=int(task.get("project") or window.project_id or 0),
         task_id=int(task["id"]),
         annotation_id=int(latest["id"]),
-        annotator=_annotator(latest),
+        annotator=_annotator(latest, annotators or {}),
         annotated_at=_text(latest.get("created_at")),
         updated_at=_text(latest.get("updated_at")),
     )
@@ -189,11 +191,20 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
 
 
-def _annotator(annotation: Mapping[str, Any]) -> str | None:
-    who = annotation.get("created_username") or annotation.get("completed_by")
+def annotator_id(annotation: Mapping[str, Any]) -> int | None:
+    who = annotation.get("completed_by")
     if isinstance(who, Mapping):
-        who = who.get("email") or who.get("username") or who.get("id")
-    return None if who in (None, "") else str(who)
+        who = who.get("id")
+    return int(who) if isinstance(who, (int, str)) and str(who).isdigit() else None
+
+
+def _annotator(annotation: Mapping[str, Any], annotators: Mapping[int, str]) -> str | None:
+    """The person's email when known, else the server's display name, else their user id."""
+    user_id = annotator_id(annotation)
+    if user_id in annotators:
+        return annotators[user_id]
+    shown = str(annotation.get("created_username") or "").strip()
+    return shown or (str(user_id) if user_id is not None else None)
 
 
 def _text(value: Any) -> str | None:

@@ -57,10 +57,12 @@ def test_saving_an_edited_annotation_replaces_it(workspace):
         regions=(al.Region("crying", 11.0, 13.5),), none_of_these=False, project_id=7, task_id=101,
         annotation_id=5, annotator="ann@home", annotated_at="t0", updated_at="t0",
     )
-    assert al.save_annotations(workspace, [first]) == {"added": 1, "updated": 0, "unchanged": 0}
-    assert al.save_annotations(workspace, [first]) == {"added": 0, "updated": 0, "unchanged": 1}
+    assert al.save_annotations(workspace, [first]) == {
+        "added": 1, "updated": 0, "unchanged": 0, "changed_recordings": [SHA]}
+    assert al.save_annotations(workspace, [first]) == {
+        "added": 0, "updated": 0, "unchanged": 1, "changed_recordings": []}
     edited = dataclasses.replace(first, regions=(), none_of_these=True, updated_at="t1")
-    assert al.save_annotations(workspace, [edited]) == {"added": 0, "updated": 1, "unchanged": 0}
+    assert al.save_annotations(workspace, [edited])["updated"] == 1
     assert al.list_annotations(workspace) == [edited]
     assert al.queued_windows(workspace)[0].status == al.LABELED
     assert al.summary(workspace)["labeled_windows"] == 1
@@ -124,3 +126,21 @@ def test_frame_labels_mark_heard_seconds_only():
     assert np.isnan(labels[0]).all() and np.isnan(labels[5:]).all()
     assert labels[1:5, 0].tolist() == [0, 0, 0, 0]
     assert labels[1:5, 1].tolist() == [0, 1, 0, 0]  # 1.92-3.0 covers frame 2 fully, frame 3 only 0.12 s
+
+
+def test_label_studio_settings_come_from_environment_or_file_never_printing_the_key(tmp_path):
+    from active_learning.label_studio import LabelStudioError, load_settings
+
+    config = tmp_path / "ls.toml"
+    config.write_text('url = "http://files:8080/"\napi_key = "from-file"\nlocal_files_document_root = "/srv"\n')
+    from_file = load_settings({}, config)
+    assert (from_file.url, from_file.api_key, from_file.local_files_document_root) == ("http://files:8080", "from-file", "/srv")
+    environment = {"LABEL_STUDIO_URL": "http://env:8080", "LABEL_STUDIO_API_KEY": "from-env",
+                   "HOMESOUND_LABEL_STUDIO_CONFIG": str(config)}
+    from_env = load_settings(environment)
+    assert (from_env.url, from_env.api_key) == ("http://env:8080", "from-env")
+    assert "from-env" not in repr(from_env)
+    with pytest.raises(LabelStudioError, match="LABEL_STUDIO_API_KEY"):
+        load_settings({"LABEL_STUDIO_URL": "http://env:8080", "HOMESOUND_LABEL_STUDIO_CONFIG": ""})
+    with pytest.raises(LabelStudioError, match="does not exist"):
+        load_settings({}, tmp_path / "missing.toml")

@@ -249,9 +249,13 @@ def mark_pushed(workspace: Workspace, project_id: int, tasks: Iterable[tuple[str
 
 def save_annotations(
     workspace: Workspace, annotations: Sequence[Annotation], round_id: int | None = None
-) -> dict[str, int]:
-    """Store pulled annotations in one transaction: new ones added, edited ones replaced, same ones kept."""
+) -> dict[str, Any]:
+    """Store pulled annotations in one transaction: new ones added, edited ones replaced, same ones kept.
+
+    Returns the counts and the recordings (content hashes) whose labels changed.
+    """
     counts = {"added": 0, "updated": 0, "unchanged": 0}
+    changed: set[str] = set()
     now = utc_now()
     with workspace.transaction() as db:
         for annotation in annotations:
@@ -288,7 +292,10 @@ def save_annotations(
                 (LABELED, now, annotation.window_key),
             )
             counts["updated" if existing is not None else "added"] += 1
-    return counts
+            changed.add(annotation.content_sha256)
+            if existing is not None:
+                changed.add(existing["content_sha256"])
+    return {**counts, "changed_recordings": sorted(changed)}
 
 
 def list_annotations(workspace: Workspace, content_sha256: str | None = None) -> list[Annotation]:
