@@ -1,10 +1,48 @@
-"""Shared fixtures: a real Label Studio server for the active-learning round trip."""
+"""Shared fixtures: the real data beside the checkout, random VGGish weights in real formats, and a real
+Label Studio server for the active-learning round trip."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-import label_studio_server
+from tests import label_studio_server
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_shared_data() -> Path | None:
+    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
+        if (candidate / "clips.csv").is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    found = find_shared_data()
+    if found is None:
+        pytest.fail("../shared/data (real clips and AudioSet metadata) is missing beside the checkout")
+    return found
+
+
+@pytest.fixture(scope="session")
+def vggish_files(tmp_path_factory):
+    """Deterministic random VGGish: TF1 checkpoint (original names), PCA npz, Hub-signature SavedModel."""
+    from embed.random_weights import write_random_vggish
+
+    return write_random_vggish(tmp_path_factory.mktemp("vggish"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def checkpoint_embedder(vggish_files):
+    from embed.vggish import load_embedder
+
+    return load_embedder(str(vggish_files.checkpoint), str(vggish_files.pca))
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from active_learning.labeling import WINDOW_KEY_FIELD, frame_labels, task_payloa
 from active_learning.round_trip import PushConfig, pull, push
 from homesound.workspace import Workspace
 from homesound.workspace import active_learning as queue
+from tests import label_studio_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("laughter", "crying")
@@ -26,17 +27,10 @@ CLASSES = ("laughter", "crying")
 SCENE = (("silence", 5), ("crying", 5), ("laughter", 5), ("silence", 5), ("crying", 5), ("laughter", 5))
 
 
-def shared_data() -> Path:
-    for candidate in (REPO_ROOT / ".." / "shared" / "data", Path("/work/shared/data")):
-        if (candidate / "clips.csv").exists():
-            return candidate.resolve()
-    pytest.skip("the shared real data (../shared/data) is not here")
-
-
 @pytest.fixture(scope="module")
-def recording(label_studio) -> tuple[Path, str]:
+def recording(label_studio, shared_data) -> tuple[Path, str]:
     """A 30 s household recording assembled from real 44.1 kHz FLAC clips; event times are known."""
-    data = shared_data()
+    data = shared_data
     with open(data / "clips.csv") as table:
         rows = [row for row in csv.DictReader(table) if row["format"] == "FLAC/PCM_16" and row["samplerate"] == "44100"]
     pieces = []
@@ -240,8 +234,6 @@ def _region(label: str, start: float, end: float) -> dict:
 
 
 def label_studio_server_user() -> str:
-    import label_studio_server
-
     return label_studio_server.USERNAME
 
 
@@ -257,6 +249,4 @@ def _wait_for_pushed(workspace_path: Path, at_least: int, process: subprocess.Po
 
 
 def _closed_port() -> int:
-    import label_studio_server
-
     return label_studio_server.free_port()

@@ -1,0 +1,49 @@
+"""`homesound embed` on real clips of every shared format, through the installed console command's code."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from homesound.cli import main
+
+
+def test_embed_real_clips_of_every_format(tmp_path, vggish_files, shared_data, capsys):
+    clips = pd.read_csv(shared_data / "clips.csv")
+    one_per_format = clips.groupby("format").head(1)
+    assert len(one_per_format) >= 4  # Ogg, FLAC, float WAV, 16-bit 8 kHz WAV
+    paths = [str(shared_data / path) for path in one_per_format["path"]]
+    code = main(["embed", *paths, "--vggish", str(vggish_files.checkpoint), "--out-dir", str(tmp_path)])
+    assert code == 0
+    for (_, row), path in zip(one_per_format.iterrows(), paths):
+        with np.load(tmp_path / (path.rsplit("/", 1)[1].rsplit(".", 1)[0] + ".npz")) as result:
+            expected = int((row["seconds"] * 16000 - 240) // 15360)
+            assert abs(len(result["embedding"]) - expected) <= 1
+            assert result["embedding"].dtype == np.uint8 and result["embedding"].shape[1] == 128
+            assert result["raw_embedding"].dtype == np.float32
+            assert result["start_seconds"].dtype == np.float64
+            assert np.allclose(np.diff(result["start_seconds"]), 0.96)
+            provenance = json.loads(str(result["provenance"]))
+            assert provenance["source_kind"] == "checkpoint" and len(provenance["pca_sha256"]) == 64
+            # A real recording is not silence: its embeddings vary over time.
+            assert result["raw_embedding"].std(axis=0).mean() > 1e-3
+
+
+def test_embed_one_file_out_and_a_bad_file(tmp_path, vggish_files, shared_data, capsys):
+    good = next((shared_data / "clips" / "laughter").iterdir())
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    out = tmp_path / "one.npz"
+    assert main(["embed", str(good), "--vggish", str(vggish_files.checkpoint), "--out", str(out)]) == 0
+    assert out.is_file() and not list(tmp_path.glob("*.part.npz"))
+    code = main(["embed", str(bad), str(good), "--vggish", str(vggish_files.checkpoint), "--out-dir", str(tmp_path / "d")])
+    captured = capsys.readouterr()
+    assert code == 1 and "broken.wav" in captured.err and "Traceback" not in captured.err
+    assert (tmp_path / "d" / (good.stem + ".npz")).is_file()  # the good one still got done
+
+
+def test_user_mistakes_are_messages_not_tracebacks(tmp_path, capsys, vggish_files):
+    code = main(["embed", "a.wav", "b.wav", "--vggish", str(vggish_files.checkpoint), "--out", str(tmp_path / "x.npz")])
+    assert code == 2 and "--out-dir" in capsys.readouterr().err
+    code = main(["embed", "a.wav", "--vggish", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "x.npz")])
+    assert code == 2 and "not found" in capsys.readouterr().err
