@@ -107,9 +107,9 @@ def run_random_weights(args: argparse.Namespace) -> int:
 
 
 def run_export_savedmodel(args: argparse.Namespace) -> int:
-    from embed.network import read_checkpoint
+    from embed.network import CheckpointWeights
     from embed.savedmodel import export_hub_savedmodel
 
-    export_hub_savedmodel(read_checkpoint(args.checkpoint), args.out)
+    export_hub_savedmodel(CheckpointWeights(args.checkpoint), args.out)
     print(f"SavedModel with the TF Hub signature (16 kHz waveform -> [N, 128]) written to {args.out}")
     return 0

@@ -7,6 +7,8 @@ no activation: the embedding).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 import numpy as np
 
 from embed.params import VGGISH
@@ -39,46 +41,56 @@ def expected_shapes() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def validate_weights(weights: dict[str, np.ndarray], origin: str) -> dict[str, np.ndarray]:
-    checked = {}
+def check_shapes(shapes: Mapping[str, tuple[int, ...]], origin: str) -> None:
     for name, shape in expected_shapes().items():
-        if name not in weights:
+        if name not in shapes:
             raise ModelSourceError(f"{origin}: variable {name} is missing; is this Google's vggish_model.ckpt?")
-        value = np.asarray(weights[name], dtype=np.float32)
-        if value.shape != shape:
-            raise ModelSourceError(f"{origin}: variable {name} has shape {value.shape}, expected {shape}")
-        checked[name] = value
-    return checked
+        if tuple(shapes[name]) != shape:
+            raise ModelSourceError(f"{origin}: variable {name} has shape {tuple(shapes[name])}, expected {shape}")
 
 
-def read_checkpoint(path: str) -> dict[str, np.ndarray]:
-    """The VGGish variables of a TF1 checkpoint (V1 single file, as released, or V2 index+data)."""
-    import tensorflow as tf
+class CheckpointWeights(Mapping):
+    """VGGish variables of a TF1 checkpoint (V1 single file, as released, or V2 index+data).
 
-    try:
-        reader = tf.train.load_checkpoint(path)
-    except (tf.errors.OpError, ValueError) as error:
-        raise ModelSourceError(
-            f"VGGish checkpoint {path}: not a readable TensorFlow checkpoint ({str(error).splitlines()[0]})"
-        ) from None
-    available = reader.get_variable_to_shape_map()
-    return validate_weights({name: reader.get_tensor(name) for name in expected_shapes() if name in available}, path)
+    Read one tensor at a time when asked, so loading never holds a second copy of all weights.
+    """
+
+    def __init__(self, path: str):
+        import tensorflow as tf
+
+        try:
+            self._reader = tf.train.load_checkpoint(path)
+        except (tf.errors.OpError, ValueError) as error:
+            raise ModelSourceError(
+                f"VGGish checkpoint {path}: not a readable TensorFlow checkpoint ({str(error).splitlines()[0]})"
+            ) from None
+        check_shapes(self._reader.get_variable_to_shape_map(), path)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._reader.get_tensor(name).astype(np.float32, copy=False)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(expected_shapes())
+
+    def __len__(self) -> int:
+        return len(expected_shapes())
 
 
-def build_network(weights: dict[str, np.ndarray], *, jit_compile: bool = False):
+def build_network(weights: Mapping[str, np.ndarray], *, jit_compile: bool = False):
     """A tf.Module whose call maps [N, 96, 64] float32 log-mel examples to [N, 128] raw embeddings.
 
     Weights are variables (not graph constants) so a SavedModel stores them compactly.
     """
     import tensorflow as tf
 
-    checked = validate_weights(weights, "weights")
+    check_shapes({name: np.shape(weights[name]) for name in weights} if isinstance(weights, dict)
+                 else expected_shapes(), "weights")
 
     class VGGishNetwork(tf.Module):
-        def __init__(self):
+        def __init__(self, weights: Mapping[str, np.ndarray]):
             super().__init__(name="vggish")
-            self.weights = {name: tf.Variable(value, trainable=False, name=name.replace("/", "_"))
-                            for name, value in checked.items()}
+            self.weights = {name: tf.Variable(np.asarray(weights[name], np.float32), trainable=False,
+                                              name=name.replace("/", "_")) for name in expected_shapes()}
 
         @tf.function(
             input_signature=[tf.TensorSpec([None, VGGISH.example_frames, VGGISH.mel_bands], tf.float32)],
@@ -98,4 +110,4 @@ def build_network(weights: dict[str, np.ndarray], *, jit_compile: bool = False):
                     net = tf.nn.relu(net)
             return net
 
-    return VGGishNetwork()
+    return VGGishNetwork(weights)

@@ -84,10 +84,9 @@ class CheckpointEmbedder(Embedder):
     kind = "checkpoint"
 
     def __init__(self, checkpoint: str, pca_path: str, config: EmbedderConfig):
-        from embed.network import build_network, read_checkpoint
+        from embed.network import CheckpointWeights, build_network
 
-        weights = read_checkpoint(checkpoint)
-        self.network = build_network(weights, jit_compile=config.jit_compile)
+        self.network = build_network(CheckpointWeights(checkpoint), jit_compile=config.jit_compile)
         super().__init__(checkpoint, _checkpoint_sha256(checkpoint), PCAParams.load(pca_path),
                          _file_sha256(pca_path), config)
 

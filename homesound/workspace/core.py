@@ -19,7 +19,11 @@ from homesound.errors import HomesoundError
 COMPONENT_MODULES = (
     "homesound.workspace.runs",
     "homesound.workspace.recordings",
+<<<<<<< HEAD
     "homesound.workspace.active_learning",
+=======
+    "homesound.workspace.audioset",
+>>>>>>> main
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0
