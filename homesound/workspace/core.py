@@ -19,11 +19,8 @@ from homesound.errors import HomesoundError
 COMPONENT_MODULES = (
     "homesound.workspace.runs",
     "homesound.workspace.recordings",
-<<<<<<< HEAD
-    "homesound.workspace.active_learning",
-=======
     "homesound.workspace.audioset",
->>>>>>> main
+    "homesound.workspace.active_learning",
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0
