@@ -53,8 +53,11 @@ def oracle_sequences(
     classes: Sequence[str],
     embedder_id: str,
     hop_seconds: float = HOP_SECONDS,
+    context_frames: int = 5,
 ) -> list[LabeledSequence]:
-    """What the workspace would hold: each touched recording with the oracle's labels where labeled, NaN elsewhere."""
+    """What the workspace would train on: one sequence per labeled stretch of a recording, with the
+    oracle's labels where labeled, NaN elsewhere, and a few unlabeled seconds before it (a causal
+    model's warm-up), as the workspace's strong-label provider does."""
     sequences = []
     for recording in pool:
         spans = labeled.get(recording.key)
@@ -67,11 +70,26 @@ def oracle_sequences(
             overlap = np.clip(np.minimum(starts + hop_seconds, end) - np.maximum(starts, start), 0, None)
             known |= overlap >= hop_seconds / 2 - 1e-9
         labels = np.where(known[:, None], recording.truth, np.nan).astype(np.float32)
-        sequences.append(LabeledSequence(
-            key=f"oracle:{recording.key}", group=recording.key, split="train", embedding=recording.embedding,
-            embedder_id=embedder_id, classes=tuple(classes), frame_labels=labels, hop_seconds=hop_seconds,
-        ))
+        for begin, end in _stretches(known, context_frames):
+            first = max(0, begin - context_frames)
+            sequences.append(LabeledSequence(
+                key=f"oracle:{recording.key}:{first}", group=recording.key, split="train",
+                embedding=recording.embedding[first:end], embedder_id=embedder_id, classes=tuple(classes),
+                frame_labels=labels[first:end], start_seconds=first * hop_seconds, hop_seconds=hop_seconds,
+            ))
     return sequences
+
+
+def _stretches(known: np.ndarray, join_gap: int) -> list[tuple[int, int]]:
+    """[begin, end) runs of labeled frames; runs closer than join_gap become one, so no label is used twice."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], known, [False]]).astype(np.int8)))
+    stretches: list[tuple[int, int]] = []
+    for begin, end in zip(edges[0::2].tolist(), edges[1::2].tolist()):
+        if stretches and begin - stretches[-1][1] <= join_gap:
+            stretches[-1] = (stretches[-1][0], end)
+        else:
+            stretches.append((begin, end))
+    return stretches
 
 
 def average_precisions(

@@ -165,7 +165,7 @@ class DetectorLearner:
         from classify.config import ModelConfig, TrainConfig
         from classify.training import train_detector
 
-        train = TrainConfig(epochs=self.epochs, patience=self.patience, batch_size=32, seed=seed, num_threads=1)
+        train = TrainConfig(epochs=self.epochs, patience=self.patience, seed=seed, num_threads=1)
         return train_detector(sequences, ModelConfig(classes=CLASSES), train, classes=CLASSES, progress=False)
 
     def probabilities(self, model, embeddings):
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--initial-windows", type=int, default=8)
+    parser.add_argument("--initial-windows", type=int, default=16)
     parser.add_argument("--windows-per-round", type=int, default=8)
     parser.add_argument("--no-diversity", action="store_true")
     parser.add_argument("--target", type=float, default=0.95, help="share of the all-pool AP to reach")

@@ -67,10 +67,12 @@ def planted(count: int, seed: int) -> list[OracleRecording]:
 
 def test_oracle_sequences_label_only_the_chosen_windows():
     recording = planted(1, 0)[0]
-    (sequence,) = oracle_sequences([recording], {"r0": [(4.8, 9.6)]}, CLASSES, "oracle")
-    known = ~np.isnan(sequence.frame_labels[:, 0])
+    first, second = oracle_sequences([recording], {"r0": [(4.8, 9.6), (38.4, 43.2)]}, CLASSES, "oracle")
+    assert (first.start_seconds, len(first.embedding)) == (0.0, 10)  # 5 frames of context before the window
+    known = ~np.isnan(first.frame_labels[:, 0])
     assert np.flatnonzero(known).tolist() == [5, 6, 7, 8, 9]
-    assert (sequence.frame_labels[known] == recording.truth[known]).all()
+    assert (first.frame_labels[known] == recording.truth[5:10]).all()
+    assert second.start_seconds == pytest.approx(35 * 0.96) and np.isnan(second.frame_labels[:5]).all()
 
 
 @pytest.mark.parametrize("strategy", ["entropy", "bald", "random"])
