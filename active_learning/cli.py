@@ -17,6 +17,19 @@ CONFIG_HELP = (
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
+    rank = subcommands.add_parser(
+        "rank", help="the windows most worth labeling next, with scores and reasons (queued for push)",
+        description="Rank fixed windows of the workspace's unlabeled recordings by how much a label would teach "
+                    "the detector, spread them over different sounds, print and export the table, and queue "
+                    "the picks for `homesound push`. Windows already queued or labeled are never ranked again.",
+    )
+    _add_workspace(rank)
+    rank.add_argument("--model", required=True, metavar="MODEL.pt", help="the detector (from `homesound train`)")
+    _add_rank_options(rank)
+    rank.add_argument("--out", metavar="FILE", help="also write the table as .csv or .parquet")
+    rank.add_argument("--dry-run", action="store_true", help="print and export only; queue nothing")
+    rank.set_defaults(handler=run_rank)
+
     push = subcommands.add_parser(
         "push", help="queued windows -> Label Studio tasks (clips with the model's guess)",
         description="Cut each queued window (with context) into a clip, and create one Label Studio task per "
@@ -38,6 +51,44 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 def _add_workspace(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", required=True, metavar="home.db", help="the homesound workspace file")
+
+
+def _add_rank_options(parser: argparse.ArgumentParser) -> None:
+    from active_learning.ranking import AGGREGATES, STRATEGIES
+
+    parser.add_argument("--top", type=int, default=50, help="windows to pick (default 50)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="entropy",
+                        help="informativeness: least-confidence, margin, entropy (default), bald (MC dropout), "
+                             "or random (the baseline)")
+    parser.add_argument("--window-seconds", type=float, default=5.0, help="window length (default 5)")
+    parser.add_argument("--aggregate", choices=AGGREGATES, default="max",
+                        help="a window's score from its seconds: the most uncertain one (max) or the mean")
+    parser.add_argument("--no-diversity", action="store_true",
+                        help="plain top scores, without k-center spreading over the embeddings")
+    parser.add_argument("--diversity-pool", type=float, default=4.0,
+                        help="k-center chooses among this many times --top of the best-scored windows (default 4)")
+    parser.add_argument("--confident-share", type=float, default=0.0,
+                        help="share of picks for the most confident detections, to catch confident mistakes")
+    parser.add_argument("--confident-threshold", type=float, default=0.9)
+    parser.add_argument("--mc-samples", type=int, default=20, help="dropout masks for bald (default 20)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def rank_request_from_args(args: argparse.Namespace):
+    from active_learning.loop import RankRequest
+    from active_learning.ranking import RankConfig
+
+    try:
+        config = RankConfig(
+            strategy=args.strategy, top=args.top, window_seconds=args.window_seconds, aggregate=args.aggregate,
+            diversity=not args.no_diversity, diversity_pool=args.diversity_pool,
+            confident_share=args.confident_share, confident_threshold=args.confident_threshold, seed=args.seed,
+        )
+    except ValueError as error:
+        from homesound.errors import HomesoundError
+
+        raise HomesoundError(str(error)) from error
+    return RankRequest(rank=config, mc_samples=args.mc_samples)
 
 
 def _add_push_options(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +120,56 @@ def connect(args: argparse.Namespace):
     from active_learning.label_studio import LabelStudio, load_settings
 
     return LabelStudio(load_settings(config_path=args.label_studio_config))
+
+
+def run_rank(args: argparse.Namespace) -> int:
+    from active_learning.loop import picks_table, queue_ranking, rank_workspace
+    from active_learning.scoring import load_detector
+    from homesound.workspace import Workspace
+    from homesound.workspace.runs import finish_run, start_run
+
+    request = rank_request_from_args(args)
+    detector, model_id = load_detector(args.model)
+    with Workspace(args.workspace) as workspace:
+        ranking = rank_workspace(workspace, detector, request, progress=sys.stderr.isatty())
+        table = picks_table(ranking.picks, tuple(detector.classes))
+        if args.out:
+            write_table(table, Path(args.out))
+        queued = 0
+        if not args.dry_run:
+            run_id = start_run(workspace, "rank", {"request": request, "model": args.model, "model_id": model_id})
+            queued = queue_ranking(workspace, ranking, model_id)
+            finish_run(workspace, run_id, "finished", {"picks": len(ranking.picks), "queued": queued})
+    print_table(table, detector.classes)
+    print(
+        f"{len(ranking.picks)} windows from {ranking.recordings} recordings ({ranking.candidate_seconds / 3600:.2f} h "
+        f"scored) by {request.rank.strategy}"
+        + ("" if args.dry_run else f"; {queued} queued for `homesound push`")
+        + (f"; table written to {args.out}" if args.out else "")
+    )
+    return 0
+
+
+def write_table(table, path: Path) -> None:
+    from homesound.errors import HomesoundError
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".csv":
+        table.to_csv(path, index=False)
+    elif path.suffix == ".parquet":
+        table.to_parquet(path, index=False)
+    else:
+        raise HomesoundError(f"--out {path}: give a .csv or .parquet file name")
+
+
+def print_table(table, classes) -> None:
+    from active_learning.ranking import format_clock
+
+    for row in table.itertuples(index=False):
+        guesses = " ".join(f"{name}<={getattr(row, 'max_' + name):.2f}" for name in classes)
+        print(f"{row.rank:>3}. {Path(row.recording).name} {format_clock(row.start_seconds)}-"
+              f"{format_clock(row.end_seconds)}  {row.strategy} {row.score:.3f}  {guesses}")
+        print(f"     {row.reason}")
 
 
 def run_push(args: argparse.Namespace) -> int:

@@ -7,6 +7,16 @@ from typing import Sequence
 import numpy as np
 
 
+def load_detector(path: str):
+    """The detector in a model file and a short id for it (file name + content hash), for queue and tasks."""
+    from pathlib import Path
+
+    from classify.detector import Detector, file_sha256
+
+    detector = Detector.load(path)
+    return detector, f"{Path(path).stem}@{file_sha256(path)[:12]}"
+
+
 def mc_dropout_probabilities(
     detector, embeddings: Sequence[np.ndarray], embedder_id: str, count: int, seed: int = 0
 ) -> list[np.ndarray]:
