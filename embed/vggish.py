@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,24 +190,17 @@ def _cache_dir() -> Path:
 
 
 def download_pca(url: str | None = None) -> str:
-    """Google's PCA parameters, fetched once into the cache (atomic rename, so never half a file)."""
+    """Google's PCA parameters, fetched once into the cache (resumable, renamed into place when whole)."""
+    from homesound.download import DownloadError, RemoteFile, download
+
     url = url or os.environ.get(PCA_URL_ENV) or DEFAULT_PCA_URL
-    target = _cache_dir() / "vggish_pca" / hashlib.sha256(url.encode()).hexdigest()[:16] / PCA_FILE_NAME
-    if target.is_file():
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
+    folder = _cache_dir() / "vggish_pca" / hashlib.sha256(url.encode()).hexdigest()[:16]
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-            while block := response.read(1 << 20):
-                out.write(block)
-    except (urllib.error.URLError, OSError) as error:
+        return str(download(RemoteFile(PCA_FILE_NAME, url), folder, progress=False))
+    except DownloadError as error:
         raise ModelSourceError(
-            f"cannot download the VGGish PCA parameters from {url} ({error}); "
-            f"download {PCA_FILE_NAME} yourself and pass --pca"
+            f"cannot download the VGGish PCA parameters: {error}; or download {PCA_FILE_NAME} yourself and pass --pca"
         ) from None
-    os.replace(partial, target)
-    return str(target)
 
 
 def _split_like(rows: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
