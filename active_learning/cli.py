@@ -48,6 +48,28 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     pull.add_argument("--label-studio-config", metavar="FILE", help=CONFIG_HELP)
     pull.set_defaults(handler=run_pull)
 
+    _register_round(subcommands)
+
+
+def _register_round(subcommands: argparse._SubParsersAction) -> None:
+    round_ = subcommands.add_parser(
+        "round", help="one active-learning round: pull -> train -> evaluate -> rank -> push",
+        description="Pull finished annotations, train a new detector on everything labeled (homesound train), "
+                    "evaluate it on held-out labels (homesound evaluate), rank the unlabeled windows with it and "
+                    "push the picks to Label Studio. The round is recorded in the workspace.",
+    )
+    _add_workspace(round_)
+    round_.add_argument("--model", metavar="MODEL.pt",
+                        help="rank with this detector instead of training one (e.g. the first round)")
+    round_.add_argument("--models-dir", metavar="DIR",
+                        help="where each round's model and evaluation go (default: <workspace>-models)")
+    round_.add_argument("--train-option", action="append", default=[], metavar="OPTION",
+                        help="passed on to `homesound train`, e.g. --train-option=--epochs=20 (repeatable)")
+    _add_rank_options(round_)
+    _add_push_options(round_)
+    round_.add_argument("--label-studio-config", metavar="FILE", help=CONFIG_HELP)
+    round_.set_defaults(handler=run_round)
+
 
 def _add_workspace(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", required=True, metavar="home.db", help="the homesound workspace file")
@@ -214,5 +236,38 @@ def run_pull(args: argparse.Namespace) -> int:
     print(
         f"pulled from {server.url}: {summary.added} new, {summary.updated} edited, {summary.unchanged} unchanged "
         f"annotations; {summary.waiting} tasks not labeled yet"
+    )
+    return 0
+
+
+def run_round(args: argparse.Namespace) -> int:
+    from active_learning.rounds import RoundConfig, run_round as run_one_round
+    from homesound.cli import build_parser
+
+    workspace = Path(args.workspace)
+    config = RoundConfig(
+        workspace=str(workspace),
+        models_dir=args.models_dir or str(workspace.resolve().with_name(workspace.stem + "-models")),
+        rank=rank_request_from_args(args),
+        push=push_config_from_args(args),
+        model=args.model,
+        train_options=tuple(args.train_option),
+    )
+    server = connect(args)  # before anything is written: a dead server or bad key stops the round here
+
+    def run_subcommand(argv) -> int:
+        parsed = build_parser().parse_args(list(argv))
+        return int(parsed.handler(parsed) or 0)
+
+    summary = run_one_round(config, server, run_subcommand)
+    pulled = summary["pulled"]
+    metrics = summary.get("metrics") or {}
+    aps = metrics.get("average_precision")
+    print(
+        f"round {summary['round']}: pulled {pulled['added']} new and {pulled['updated']} edited annotations; "
+        f"model {summary['model']}"
+        + (f" (held-out AP {', '.join(f'{k} {v:.3f}' for k, v in aps.items() if v is not None)})" if aps else "")
+        + (f" ({metrics['skipped']})" if metrics.get("skipped") else "")
+        + f"; queued {summary['queued']} windows, {summary['pushed']} in Label Studio project {summary['project_id']}"
     )
     return 0
