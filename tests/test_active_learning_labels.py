@@ -144,3 +144,31 @@ def test_label_studio_settings_come_from_environment_or_file_never_printing_the_
         load_settings({"LABEL_STUDIO_URL": "http://env:8080", "HOMESOUND_LABEL_STUDIO_CONFIG": ""})
     with pytest.raises(LabelStudioError, match="does not exist"):
         load_settings({}, tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".m4a"])
+def test_clips_are_cut_with_context_from_any_format_embed_reads(tmp_path, suffix):
+    import shutil
+    import subprocess
+
+    import soundfile as sf
+
+    from active_learning.clips import cut_clip
+    from homesound.errors import AudioDecodeError
+
+    rate = 16000
+    ramp = (np.arange(20 * rate) % rate / rate - 0.5).astype(np.float32)  # a sawtooth: position is audible
+    source = tmp_path / "source.flac"
+    sf.write(source, ramp, rate)
+    if suffix == ".m4a":
+        recording = tmp_path / "phone.m4a"
+        subprocess.run([shutil.which("ffmpeg"), "-v", "error", "-i", str(source), str(recording)], check=True)
+    else:
+        recording = source
+    span = cut_clip(recording, 0.5, 5.5, 1.0, tmp_path / "clip.wav")
+    assert span == (0.0, 6.5)
+    assert sf.info(tmp_path / "clip.wav").duration == pytest.approx(6.5, abs=0.05)
+    assert cut_clip(recording, 15.0, 20.0, 1.0, tmp_path / "tail.wav") == pytest.approx((14.0, 20.0), abs=0.05)
+    with pytest.raises(AudioDecodeError, match="beyond the recording's end"):
+        cut_clip(recording, 30.0, 35.0, 1.0, tmp_path / "late.wav")
+    assert not list(tmp_path.glob("*.partial"))
