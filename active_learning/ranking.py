@@ -107,7 +107,8 @@ class Pick:
 
 def binary_entropy(probabilities: np.ndarray) -> np.ndarray:
     """Entropy in bits of independent yes/no decisions."""
-    p = np.clip(probabilities, _EPSILON, 1.0 - _EPSILON)
+    # float64: in float32, 1 - 1e-12 is 1.0 and a sure output would give 0 * log(0) = NaN.
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), _EPSILON, 1.0 - _EPSILON)
     return -(p * np.log2(p) + (1.0 - p) * np.log2(1.0 - p))
 
 

@@ -51,6 +51,12 @@ def test_bald_separates_model_doubt_from_ambiguous_audio():
     assert bald(ambiguous)[0] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_sure_float32_outputs_give_finite_scores():
+    certain = np.array([[[1.0, 0.0]], [[0.0, 1.0]]], dtype=np.float32)  # [S=2, T=1, C=2]
+    assert np.isfinite(entropy_uncertainty(certain[0])).all()
+    assert bald(certain)[0] == pytest.approx(2.0)
+
+
 def test_windows_cover_the_recording_and_skip_taken_spans():
     config = RankConfig(window_seconds=5.0)
     assert window_bounds(12.0, config) == [(0.0, 5.0), (5.0, 10.0)]  # 2 s tail < half a window
