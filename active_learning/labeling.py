@@ -12,7 +12,8 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from active_learning.ranking import format_clock
-from homesound.workspace.active_learning import Annotation, QueueRow, Region
+from homesound.workspace.active_learning import Annotation, QueueRow, Region, strong_label_task
+from homesound.workspace.training_data import HOP_SECONDS, StrongLabel
 
 NONE_OF_THESE = "none of these"
 REGIONS_NAME = "event"  # the <Labels> control: time regions on the audio
@@ -74,7 +75,7 @@ def prediction_regions(
     return results
 
 
-def task_payload(window: QueueRow, audio_url: str, model_version: str | None) -> dict:
+def task_payload(window: QueueRow, audio_url: str, model_version: str | None, classes: Sequence[str]) -> dict:
     """One task per clip; the window key rides along so a rerun can find what is already there."""
     assert window.clip_start_seconds is not None and window.clip_end_seconds is not None
     name = window.recording_path.rsplit("/", 1)[-1]
@@ -93,6 +94,7 @@ def task_payload(window: QueueRow, audio_url: str, model_version: str | None) ->
             "window_end": window.end_seconds,
             "clip_start": window.clip_start_seconds,
             "clip_end": window.clip_end_seconds,
+            "classes": list(classes),
         }
     }
     if window.predictions:
@@ -106,7 +108,8 @@ def task_payload(window: QueueRow, audio_url: str, model_version: str | None) ->
 
 
 def annotation_from_task(
-    task: Mapping[str, Any], window: QueueRow, annotators: Mapping[int, str] | None = None
+    task: Mapping[str, Any], window: QueueRow, default_classes: Sequence[str],
+    annotators: Mapping[int, str] | None = None,
 ) -> Annotation | None:
     """The latest finished (not skipped) annotation of a task, in recording time; None if there is none.
 
@@ -138,6 +141,7 @@ def annotation_from_task(
         span_start_seconds=offset,
         span_end_seconds=span_end,
         regions=tuple(regions),
+        classes=tuple((task.get("data") or {}).get("classes") or default_classes),
         none_of_these=none_of_these,
         project_id=int(task.get("project") or window.project_id or 0),
         task_id=int(task["id"]),
@@ -148,13 +152,12 @@ def annotation_from_task(
     )
 
 
-def frame_labels(
-    annotations: Sequence[Annotation], classes: Sequence[str], frames: int, hop_seconds: float
-) -> np.ndarray:
+def frame_labels(annotations: Sequence[Annotation], classes: Sequence[str], frames: int, hop_seconds: float) -> np.ndarray:
     """[frames, C] per-second labels of one recording: 1/0 where a person listened, NaN elsewhere.
 
-    A second counts as heard when at least half of it lies in an annotated span, and as a class
-    when regions of that class cover at least half of it. Later annotations win over earlier ones.
+    A second (embedding frame) counts as heard when at least half of it lies in an annotated
+    span, and as a class when regions of that class cover at least half of it. Later annotations
+    win over earlier ones.
     """
     labels = np.full((frames, len(classes)), np.nan, dtype=np.float32)
     starts = np.arange(frames) * hop_seconds
@@ -163,11 +166,30 @@ def frame_labels(
     for annotation in annotations:
         heard = _overlap(starts, ends, annotation.span_start_seconds, annotation.span_end_seconds) >= half - 1e-9
         for column, name in enumerate(classes):
+            if name not in annotation.classes:
+                continue
             covered = np.zeros(frames)
             for region in _merged(r for r in annotation.regions if r.label == name):
                 covered += _overlap(starts, ends, *region)
             labels[heard, column] = (covered[heard] >= half - 1e-9).astype(np.float32)
     return labels
+
+
+def strong_labels(annotation: Annotation, hop_seconds: float = HOP_SECONDS) -> list[StrongLabel]:
+    """The annotation as the workspace's per-second strong labels (every heard second, every asked class)."""
+    frames = int(np.ceil(annotation.span_end_seconds / hop_seconds)) + 1
+    labels = frame_labels([annotation], annotation.classes, frames, hop_seconds)
+    task = strong_label_task(annotation.project_id, annotation.task_id)
+    heard = np.flatnonzero(~np.isnan(labels).all(axis=1))
+    return [
+        StrongLabel(
+            content_sha256=annotation.content_sha256, second=int(second), target=name, value=float(labels[second, c]),
+            origin="label-studio", task_id=task, annotator=annotation.annotator,
+            annotated_at=annotation.updated_at or annotation.annotated_at,
+        )
+        for second in heard
+        for c, name in enumerate(annotation.classes)
+    ]
 
 
 def _overlap(starts: np.ndarray, ends: np.ndarray, span_start: float, span_end: float) -> np.ndarray:

@@ -25,6 +25,7 @@ from active_learning.labeling import (
     annotation_from_task,
     annotator_id,
     label_config,
+    strong_labels,
     task_payload,
 )
 from homesound.errors import HomesoundError
@@ -103,7 +104,9 @@ def push(workspace: Workspace, server: LabelStudio, config: PushConfig, *, progr
                     summary.failed.append(f"{window.recording_path} {window.start_seconds:.1f}-"
                                           f"{window.end_seconds:.1f} s: {error}")
             if ready:
-                payloads = [task_payload(w, server.local_file_url(w.clip_path), w.model_id) for w in ready]
+                payloads = [
+                    task_payload(w, server.local_file_url(w.clip_path), w.model_id, config.classes) for w in ready
+                ]
                 task_ids = server.import_tasks(project_id, payloads)
                 if task_ids is None:  # the server did not list the new ids: find them by window key
                     found = _task_ids_by_window(server.tasks(project_id))
@@ -114,8 +117,11 @@ def push(workspace: Workspace, server: LabelStudio, config: PushConfig, *, progr
     return summary
 
 
-def pull(workspace: Workspace, server: LabelStudio, round_id: int | None = None) -> PullSummary:
-    """Finished annotations of every pushed window -> the workspace, all in one transaction."""
+def pull(
+    workspace: Workspace, server: LabelStudio, round_id: int | None = None, classes: Sequence[str] = DEFAULT_CLASSES
+) -> PullSummary:
+    """Finished annotations of every pushed window -> annotations and per-second strong labels in the
+    workspace, all in one transaction. classes: what tasks pushed without a class list asked about."""
     windows = {w.key: w for w in queue.queued_windows(workspace) if w.status in (queue.PUSHED, queue.LABELED)}
     project_ids = sorted({w.project_id for w in windows.values() if w.project_id is not None})
     ours = []  # (task, window): everything is read before anything is written
@@ -130,12 +136,13 @@ def pull(workspace: Workspace, server: LabelStudio, round_id: int | None = None)
     annotations = []
     waiting = 0
     for task, window in ours:
-        annotation = annotation_from_task(task, window, annotators)
+        annotation = annotation_from_task(task, window, classes, annotators)
         if annotation is None:
             waiting += 1
         else:
             annotations.append(annotation)
-    counts = queue.save_annotations(workspace, annotations, round_id)
+    labels = {annotation.window_key: strong_labels(annotation) for annotation in annotations}
+    counts = queue.save_annotations(workspace, annotations, labels, round_id)
     return PullSummary(
         counts["added"], counts["updated"], counts["unchanged"], waiting, tuple(counts["changed_recordings"])
     )

@@ -19,6 +19,7 @@ from active_learning.labeling import WINDOW_KEY_FIELD, frame_labels, task_payloa
 from active_learning.round_trip import PushConfig, pull, push
 from homesound.workspace import Workspace
 from homesound.workspace import active_learning as queue
+from homesound.workspace.training_data import strong_label_summary
 from tests import label_studio_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +96,7 @@ def test_push_creates_one_task_per_window_with_the_models_guess_and_a_playable_c
     # The clip plays from the server: the window plus 1 s of context (only after, at the start).
     first = rows[windows[0].key]
     request = urllib.request.Request(
-        label_studio.url + task_payload(first, server.local_file_url(first.clip_path), None)["data"]["audio"],
+        label_studio.url + task_payload(first, server.local_file_url(first.clip_path), None, CLASSES)["data"]["audio"],
         headers={"Authorization": f"Token {label_studio.credentials.legacy_token}"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -129,8 +130,11 @@ def test_pull_turns_annotations_into_labels_and_an_edit_replaces_them(label_stud
         assert labeled[windows[0].key].annotator == label_studio_server_user()
         assert labeled[windows[1].key].regions == () and labeled[windows[1].key].none_of_these
         labels = frame_labels(list(labeled.values()), CLASSES, frames=31, hop_seconds=0.96)
-        assert labels[6:10, 1].tolist() == [1, 1, 1, 1] and np.nanmax(labels[15:21]) == 0
+        assert labels[5:10, 1].tolist() == [1, 1, 1, 1, 1] and np.nanmax(labels[15:21]) == 0
         assert np.isnan(labels[23:]).all()  # 20-25 s (clip 19-26 s) is not labeled yet
+        # The same labels are the workspace's strong labels, which `homesound train` learns from:
+        # seconds 4-10 (clip 4-11 s) and 15-21 (clip 14-21 s), cry in seconds 5-9.
+        assert _strong_counts(workspace) == {"crying": (14, 5), "laughter": (14, 0)}
 
         # The person corrects the first one: it was laughter from 7 s to 9 s.
         server.client.annotations.update(id=cry.id, result=[_region("laughter", 3.0, 5.0)])
@@ -141,6 +145,7 @@ def test_pull_turns_annotations_into_labels_and_an_edit_replaces_them(label_stud
         corrected = next(a for a in annotations if a.window_key == windows[0].key)
         assert corrected.regions == (queue.Region("laughter", 7.0, 9.0),)
         assert corrected.task_id == task_of[windows[0].key]
+        assert _strong_counts(workspace) == {"crying": (14, 0), "laughter": (14, 2)}  # replaced, not added
         statuses = {row.key: row.status for row in queue.queued_windows(workspace)}
         assert statuses == {windows[0].key: "labeled", windows[1].key: "labeled", windows[2].key: "pushed"}
     assert project_id
@@ -156,7 +161,7 @@ def test_push_adopts_tasks_a_crashed_run_created_and_never_duplicates(label_stud
 
         project_id, _ = ensure_project(workspace, server, config)
         row = _with_clip(workspace, queue.queued_windows(workspace)[0], config)
-        (orphan,) = server.import_tasks(project_id, [task_payload(row, server.local_file_url(row.clip_path), "m")])
+        (orphan,) = server.import_tasks(project_id, [task_payload(row, server.local_file_url(row.clip_path), "m", CLASSES)])
         summary = push(workspace, server, config, progress=False)
         assert (summary.adopted, summary.pushed) == (1, 1)
         assert queue.queued_windows(workspace)[0].task_id == orphan
@@ -226,6 +231,10 @@ def test_both_token_kinds_work_and_a_bad_key_or_dead_server_is_one_clear_error(l
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     with Workspace(workspace_path) as workspace:
         assert workspace.query("SELECT COUNT(*) AS n FROM runs")[0]["n"] == 0  # nothing written
+
+
+def _strong_counts(workspace) -> dict[str, tuple[int, int]]:
+    return {row["target"]: (row["seconds"], row["positive_seconds"]) for row in strong_label_summary(workspace)}
 
 
 def _region(label: str, start: float, end: float) -> dict:

@@ -15,10 +15,12 @@ from active_learning.labeling import (
     frame_labels,
     label_config,
     prediction_regions,
+    strong_labels,
     task_payload,
 )
 from homesound.workspace import Workspace
 from homesound.workspace import active_learning as al
+from homesound.workspace.training_data import strong_label_summary
 
 CLASSES = ("laughter", "crying")
 SHA = "ab" * 32
@@ -54,16 +56,22 @@ def test_saving_an_edited_annotation_replaces_it(workspace):
     al.queue_windows(workspace, [queued(10, 15)], model_id="m1")
     first = al.Annotation(
         window_key=queued(10, 15).key, content_sha256=SHA, span_start_seconds=9.0, span_end_seconds=16.0,
-        regions=(al.Region("crying", 11.0, 13.5),), none_of_these=False, project_id=7, task_id=101,
-        annotation_id=5, annotator="ann@home", annotated_at="t0", updated_at="t0",
+        regions=(al.Region("crying", 11.0, 13.5),), classes=CLASSES, none_of_these=False, project_id=7,
+        task_id=101, annotation_id=5, annotator="ann@home", annotated_at="t0", updated_at="t0",
     )
-    assert al.save_annotations(workspace, [first]) == {
-        "added": 1, "updated": 0, "unchanged": 0, "changed_recordings": [SHA]}
-    assert al.save_annotations(workspace, [first]) == {
-        "added": 0, "updated": 0, "unchanged": 1, "changed_recordings": []}
+
+    def save(annotation):
+        return al.save_annotations(workspace, [annotation], {annotation.window_key: strong_labels(annotation)})
+
+    assert save(first) == {"added": 1, "updated": 0, "unchanged": 0, "changed_recordings": [SHA]}
+    assert save(first) == {"added": 0, "updated": 0, "unchanged": 1, "changed_recordings": []}
+    by_target = {row["target"]: row for row in strong_label_summary(workspace)}
+    assert (by_target["crying"]["seconds"], by_target["crying"]["positive_seconds"]) == (8, 3)  # 9-16 s heard
     edited = dataclasses.replace(first, regions=(), none_of_these=True, updated_at="t1")
-    assert al.save_annotations(workspace, [edited])["updated"] == 1
+    assert save(edited)["updated"] == 1
     assert al.list_annotations(workspace) == [edited]
+    by_target = {row["target"]: row for row in strong_label_summary(workspace)}
+    assert (by_target["crying"]["seconds"], by_target["crying"]["positive_seconds"]) == (8, 0)  # replaced, not added
     assert al.queued_windows(workspace)[0].status == al.LABELED
     assert al.summary(workspace)["labeled_windows"] == 1
 
@@ -95,7 +103,7 @@ def test_a_task_round_trips_to_an_annotation_in_recording_time():
         predictions=None, status=al.PUSHED, clip_path="/clips/x.wav", clip_start_seconds=9.0,
         clip_end_seconds=16.0, project_id=7, task_id=101,
     )
-    task = task_payload(window, "/data/local-files/?d=clips/x.wav", "m1")
+    task = task_payload(window, "/data/local-files/?d=clips/x.wav", "m1", CLASSES)
     assert task["data"][WINDOW_KEY_FIELD] == window.key and "predictions" not in task
     server_task = {
         "id": 101, "project": 7, "data": task["data"],
@@ -109,23 +117,29 @@ def test_a_task_round_trips_to_an_annotation_in_recording_time():
             {"id": 3, "was_cancelled": True, "updated_at": "2026-01-03T00:00:00Z", "result": []},
         ],
     }
-    annotation = annotation_from_task(server_task, window)
+    annotation = annotation_from_task(server_task, window, ("other",))
     assert annotation.annotation_id == 2  # the latest finished one; the skipped one does not count
     assert annotation.regions == (al.Region("crying", 11.0, 16.0),)  # clipped to what was heard
     assert annotation.annotator == "3" and annotation.task_id == 101
-    assert annotation_from_task({**server_task, "annotations": []}, window) is None
+    assert annotation.classes == CLASSES  # from the task, not the fallback
+    assert annotation_from_task({**server_task, "annotations": []}, window, CLASSES) is None
 
 
 def test_frame_labels_mark_heard_seconds_only():
     annotation = al.Annotation(
         window_key="k", content_sha256=SHA, span_start_seconds=0.96, span_end_seconds=4.8,
-        regions=(al.Region("crying", 1.92, 2.5), al.Region("crying", 2.4, 3.0)), none_of_these=False,
-        project_id=1, task_id=1, annotation_id=1, annotator=None, annotated_at=None, updated_at=None,
+        regions=(al.Region("crying", 1.92, 2.5), al.Region("crying", 2.4, 3.0)), classes=CLASSES,
+        none_of_these=False, project_id=1, task_id=1, annotation_id=1, annotator="me", annotated_at="t0",
+        updated_at="t1",
     )
     labels = frame_labels([annotation], CLASSES, frames=7, hop_seconds=0.96)
     assert np.isnan(labels[0]).all() and np.isnan(labels[5:]).all()
     assert labels[1:5, 0].tolist() == [0, 0, 0, 0]
     assert labels[1:5, 1].tolist() == [0, 1, 0, 0]  # 1.92-3.0 covers frame 2 fully, frame 3 only 0.12 s
+    rows = strong_labels(annotation)
+    assert [(r.second, r.target, r.value) for r in rows if r.value == 1] == [(2, "crying", 1.0)]
+    assert {r.second for r in rows} == {1, 2, 3, 4} and len(rows) == 8
+    assert {(r.origin, r.task_id, r.annotator, r.annotated_at) for r in rows} == {("label-studio", "label-studio:1:1", "me", "t1")}
 
 
 def test_label_studio_settings_come_from_environment_or_file_never_printing_the_key(tmp_path):

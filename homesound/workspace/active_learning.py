@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from homesound.workspace.core import Workspace, to_json, utc_now
+from homesound.workspace.training_data import StrongLabel, write_strong_labels
 
 COMPONENT = "active_learning"
 MIGRATIONS = (
@@ -59,6 +60,7 @@ MIGRATIONS = (
         span_start_seconds REAL NOT NULL,
         span_end_seconds REAL NOT NULL,
         regions_json TEXT NOT NULL,
+        classes_json TEXT NOT NULL,
         none_of_these INTEGER NOT NULL,
         project_id INTEGER NOT NULL,
         task_id INTEGER NOT NULL,
@@ -145,6 +147,7 @@ class Annotation:
     span_start_seconds: float  # the audio the person heard: everything in it is labeled
     span_end_seconds: float
     regions: tuple[Region, ...]
+    classes: tuple[str, ...]  # what the person was asked about: every one of them is labeled in the span
     none_of_these: bool
     project_id: int
     task_id: int
@@ -247,12 +250,22 @@ def mark_pushed(workspace: Workspace, project_id: int, tasks: Iterable[tuple[str
 
 # ---- annotations ------------------------------------------------------------------------------------
 
-def save_annotations(
-    workspace: Workspace, annotations: Sequence[Annotation], round_id: int | None = None
-) -> dict[str, Any]:
-    """Store pulled annotations in one transaction: new ones added, edited ones replaced, same ones kept.
+def strong_label_task(project_id: int, task_id: int) -> str:
+    """The task id a Label Studio task's strong labels carry: replacing them replaces exactly these rows."""
+    return f"label-studio:{project_id}:{task_id}"
 
-    Returns the counts and the recordings (content hashes) whose labels changed.
+
+def save_annotations(
+    workspace: Workspace,
+    annotations: Sequence[Annotation],
+    strong_labels: Mapping[str, Sequence[StrongLabel]],
+    round_id: int | None = None,
+) -> dict[str, Any]:
+    """Store pulled annotations and their per-second labels in one transaction.
+
+    New annotations are added, edited ones replace their earlier rows (annotation and strong
+    labels both), unchanged ones are left alone. strong_labels maps window key -> that
+    annotation's labels. Returns the counts and the recordings (content hashes) whose labels changed.
     """
     counts = {"added": 0, "updated": 0, "unchanged": 0}
     changed: set[str] = set()
@@ -262,12 +275,13 @@ def save_annotations(
             regions = to_json([[r.label, r.start_seconds, r.end_seconds] for r in annotation.regions])
             values = (
                 annotation.content_sha256, annotation.span_start_seconds, annotation.span_end_seconds, regions,
-                int(annotation.none_of_these), annotation.project_id, annotation.task_id,
+                to_json(list(annotation.classes)), int(annotation.none_of_these), annotation.project_id,
+                annotation.task_id,
                 annotation.annotation_id, annotation.annotator, annotation.annotated_at, annotation.updated_at,
             )
             existing = db.execute(
-                "SELECT content_sha256, span_start_seconds, span_end_seconds, regions_json, none_of_these,"
-                " project_id, task_id, annotation_id, annotator, annotated_at, updated_at"
+                "SELECT content_sha256, span_start_seconds, span_end_seconds, regions_json, classes_json,"
+                " none_of_these, project_id, task_id, annotation_id, annotator, annotated_at, updated_at"
                 " FROM al_annotations WHERE window_key=?",
                 (annotation.window_key,),
             ).fetchone()
@@ -276,17 +290,22 @@ def save_annotations(
                 continue
             db.execute(
                 "INSERT INTO al_annotations(window_key, content_sha256, span_start_seconds, span_end_seconds,"
-                " regions_json, none_of_these, project_id, task_id, annotation_id, annotator, annotated_at,"
-                " updated_at, pulled_at, round_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " regions_json, classes_json, none_of_these, project_id, task_id, annotation_id, annotator,"
+                " annotated_at, updated_at, pulled_at, round_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(window_key) DO UPDATE SET content_sha256=excluded.content_sha256,"
                 " span_start_seconds=excluded.span_start_seconds, span_end_seconds=excluded.span_end_seconds,"
-                " regions_json=excluded.regions_json, none_of_these=excluded.none_of_these,"
+                " regions_json=excluded.regions_json, classes_json=excluded.classes_json,"
+                " none_of_these=excluded.none_of_these,"
                 " project_id=excluded.project_id, task_id=excluded.task_id,"
                 " annotation_id=excluded.annotation_id, annotator=excluded.annotator,"
                 " annotated_at=excluded.annotated_at, updated_at=excluded.updated_at,"
                 " pulled_at=excluded.pulled_at, round_id=excluded.round_id",
                 (annotation.window_key, *values, now, round_id),
             )
+            replacing = {strong_label_task(annotation.project_id, annotation.task_id)}
+            if existing is not None:
+                replacing.add(strong_label_task(existing["project_id"], existing["task_id"]))
+            write_strong_labels(db, strong_labels.get(annotation.window_key, ()), replacing_tasks=replacing)
             db.execute(
                 "UPDATE al_queue SET status=?, labeled_at=COALESCE(labeled_at, ?) WHERE window_key=?",
                 (LABELED, now, annotation.window_key),
@@ -360,6 +379,7 @@ def _annotation(row) -> Annotation:
         window_key=row["window_key"], content_sha256=row["content_sha256"],
         span_start_seconds=row["span_start_seconds"], span_end_seconds=row["span_end_seconds"],
         regions=tuple(Region(label, start, end) for label, start, end in json.loads(row["regions_json"])),
+        classes=tuple(json.loads(row["classes_json"])),
         none_of_these=bool(row["none_of_these"]), project_id=row["project_id"], task_id=row["task_id"],
         annotation_id=row["annotation_id"], annotator=row["annotator"], annotated_at=row["annotated_at"],
         updated_at=row["updated_at"],
