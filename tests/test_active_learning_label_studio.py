@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -21,27 +20,18 @@ from homesound.workspace import Workspace
 from homesound.workspace import active_learning as queue
 from homesound.workspace.training_data import strong_label_summary
 from tests import label_studio_server
+from tests.active_learning_support import household_recording
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("laughter", "crying")
-# (label, seconds) of the household recording the tests label: real clips back to back.
-SCENE = (("silence", 5), ("crying", 5), ("laughter", 5), ("silence", 5), ("crying", 5), ("laughter", 5))
+SCENE = ("silence", "crying", "laughter", "silence", "crying", "laughter")  # 5 s each
 
 
 @pytest.fixture(scope="module")
 def recording(label_studio, shared_data) -> tuple[Path, str]:
-    """A 30 s household recording assembled from real 44.1 kHz FLAC clips; event times are known."""
-    data = shared_data
-    with open(data / "clips.csv") as table:
-        rows = [row for row in csv.DictReader(table) if row["format"] == "FLAC/PCM_16" and row["samplerate"] == "44100"]
-    pieces = []
-    for index, (label, seconds) in enumerate(SCENE):
-        row = [r for r in rows if r["label"] == label][index]
-        samples, _ = sf.read(data / row["path"], dtype="float32", always_2d=True)
-        pieces.append(samples[: seconds * 44100, :1])
+    """A 30 s household recording assembled from real clips; event times are known."""
     path = label_studio.document_root / "recordings" / "living-room.flac"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.concatenate(pieces), 44100)
+    household_recording(shared_data, path, SCENE)
     return path, "f" * 64
 
 
