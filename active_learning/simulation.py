@@ -147,7 +147,10 @@ def simulate(
             strategy=strategy, top=config.windows_per_round, window_seconds=config.window_seconds,
             diversity=config.diversity and strategy != "random", seed=seed * 1000 + round_index,
         )
-        _label(labeled, [(p.recording, p.start_seconds, p.end_seconds) for p in rank_windows(predictions, rank)])
+        picks = rank_windows(predictions, rank)
+        if not picks:  # every pool window is labeled
+            break
+        _label(labeled, [(p.recording, p.start_seconds, p.end_seconds) for p in picks])
     return curve
 
 
