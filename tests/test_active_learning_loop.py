@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from active_learning.label_studio import LabelStudio, LabelStudioSettings
+from active_learning.rounds import status_lines
 from homesound.cli import main
 from homesound.sequences import LabeledSequence
 from homesound.workspace import Workspace
@@ -135,6 +136,10 @@ def test_rounds_pull_train_rank_and_push_with_history(household, label_studio, t
     assert labeled["crying"]["seconds"] >= 8 * 6 and labeled["crying"]["positive_seconds"] > 0
     keys = [t["data"]["homesound_window"] for t in server.tasks(windows[0].project_id)]
     assert len(keys) == len(set(keys)) == 16
+    with Workspace(workspace) as ws:
+        status = status_lines(ws)
+    assert status[0] == "labeling queue: 0 ranked, 8 in Label Studio, 8 labeled"
+    assert status[3].startswith("round 2 (") and "+8 labels" in status[3] and "pushed 8" in status[3]
 
 
 def _frame_truth(spans, frames: int) -> np.ndarray:
