@@ -148,6 +148,19 @@ class LabelStudio:
             )
         return f"/data/local-files/?d={quote(str(absolute.relative_to(root)))}"
 
+    def check_serves(self, url_path: str, clip: str) -> None:
+        """Fetch one clip the way the labeling page will, so a wrong document root fails now, not in the browser."""
+        headers = self.client._client_wrapper.get_headers()  # the SDK's auth headers (token or fresh access token)
+        response = self._call("fetch a clip", lambda: self.client._client_wrapper.httpx_client.httpx_client.get(
+            self.url + url_path, headers=headers, timeout=REQUEST_TIMEOUT_SECONDS))
+        if response.status_code != 200:
+            raise LabelStudioError(
+                f"Label Studio at {self.url} does not serve the clip {clip} (HTTP {response.status_code} for "
+                f"{url_path}): start it with LOCAL_FILES_SERVING_ENABLED=true and LOCAL_FILES_DOCUMENT_ROOT set to a "
+                "folder that holds the clip folder, and set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (or "
+                "local_files_document_root in the config file) to that same folder"
+            )
+
     # ---- tasks ----------------------------------------------------------------------------------
 
     def tasks(self, project_id: int, with_annotations: bool = False) -> Iterator[dict]:

@@ -93,6 +93,7 @@ def push(workspace: Workspace, server: LabelStudio, config: PushConfig, *, progr
     queue.mark_pushed(workspace, project_id, adopted)
     summary.adopted = len(adopted)
     todo = [window for window in pending if window.key not in on_server]
+    served = False
     with tqdm(total=len(todo), unit="clip", desc="push", disable=not progress) as bar:
         for batch in _chunks(todo, config.batch_size):
             ready = []
@@ -103,6 +104,9 @@ def push(workspace: Workspace, server: LabelStudio, config: PushConfig, *, progr
                     log.warning("skipping window %s: %s", window.key, error)
                     summary.failed.append(f"{window.recording_path} {window.start_seconds:.1f}-"
                                           f"{window.end_seconds:.1f} s: {error}")
+            if ready and not served:
+                server.check_serves(server.local_file_url(ready[0].clip_path), ready[0].clip_path)
+                served = True
             if ready:
                 payloads = [
                     task_payload(w, server.local_file_url(w.clip_path), w.model_id, config.classes) for w in ready
@@ -150,9 +154,9 @@ def pull(
 
 def _with_clip(workspace: Workspace, window: queue.QueueRow, config: PushConfig) -> queue.QueueRow:
     """The window with its clip on disk, cut now unless an earlier run already did."""
-    if window.clip_path and Path(window.clip_path).is_file():
-        return window
     path = Path(config.clip_dir).resolve() / clip_name(window.content_sha256, window.start_seconds, window.end_seconds)
+    if window.clip_path == str(path) and path.is_file():
+        return window
     clip_start, clip_end = cut_clip(
         window.recording_path, window.start_seconds, window.end_seconds, config.context_seconds, path
     )

@@ -141,6 +141,20 @@ def test_pull_turns_annotations_into_labels_and_an_edit_replaces_them(label_stud
     assert project_id
 
 
+def test_push_refuses_clips_the_server_cannot_serve_before_creating_tasks(label_studio, recording, tmp_path):
+    settings = settings_for(label_studio)
+    wrong_root = LabelStudioSettings(settings.url, settings.api_key, local_files_document_root="/")
+    server = LabelStudio(wrong_root)
+    config = PushConfig(clip_dir=str(label_studio.document_root / "clips-wrong-root"), project_title="root test")
+    with Workspace(tmp_path / "home.db") as workspace:
+        queue_windows(workspace, recording, [0])
+        with pytest.raises(LabelStudioError, match="does not serve the clip"):
+            push(workspace, server, config, progress=False)
+        assert [w.status for w in queue.queued_windows(workspace)] == ["ranked"]
+        project_id = queue.remembered_project(workspace, server.url, "root test")[0]
+    assert list(server.tasks(project_id)) == []
+
+
 def test_push_adopts_tasks_a_crashed_run_created_and_never_duplicates(label_studio, recording, tmp_path):
     server = LabelStudio(settings_for(label_studio))
     config = PushConfig(clip_dir=str(label_studio.document_root / "clips-adopt"), project_title="adopt test")
