@@ -76,7 +76,7 @@ def _add_workspace(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_rank_options(parser: argparse.ArgumentParser) -> None:
-    from active_learning.ranking import AGGREGATES, STRATEGIES
+    from active_learning import AGGREGATES, STRATEGIES
 
     parser.add_argument("--top", type=int, default=50, help="windows to pick (default 50)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="entropy",

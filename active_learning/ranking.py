@@ -18,9 +18,9 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from active_learning import AGGREGATES, STRATEGIES
+
 HOP_SECONDS = 0.96
-STRATEGIES = ("least-confidence", "margin", "entropy", "bald", "random")
-AGGREGATES = ("max", "mean")
 _EPSILON = 1e-12
 
 
