@@ -107,11 +107,13 @@ def start_server(workdir: Path, document_root: Path) -> LabelStudioServer:
 
 
 def ensure_template(document_root: Path) -> Path:
-    """The initialised data dir (migrated database, user, both tokens), made once per venv."""
-    template = label_studio_venv() / TEMPLATE_NAME
+    """The initialised data dir (migrated database, user, both tokens), made once per venv
+    (beside it, or in the temp folder when the venv is read-only)."""
+    home = label_studio_venv() if os.access(label_studio_venv(), os.W_OK) else Path(tempfile.gettempdir())
+    template = home / TEMPLATE_NAME
     if (template / "homesound-test.json").exists():
         return template
-    building = Path(tempfile.mkdtemp(prefix="ls-template-", dir=label_studio_venv()))
+    building = Path(tempfile.mkdtemp(prefix="ls-template-", dir=home))
     data_dir = building / "data"
     data_dir.mkdir()
     server = LabelStudioServer(data_dir, document_root, Credentials(LEGACY_TOKEN, ""), building / "first-start.log")
