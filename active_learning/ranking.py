@@ -280,20 +280,40 @@ def select(
     ]
 
 
+def taken_embeddings(predictions: RecordingPredictions) -> list[np.ndarray]:
+    """Mean embedding of each span already labeled or queued: k-center picks away from them."""
+    if predictions.embedding is None:
+        return []
+    frame_starts = np.arange(len(predictions.embedding)) * predictions.hop_seconds
+    means = []
+    for start, end in predictions.excluded:
+        inside = (frame_starts >= start - 1e-9) & (frame_starts < end - 1e-9)
+        if inside.any():
+            means.append(np.asarray(predictions.embedding[inside], dtype=np.float64).mean(axis=0))
+    return means
+
+
 def rank_windows(
     recordings: Iterable[RecordingPredictions],
     config: RankConfig,
     labeled_embeddings: np.ndarray | None = None,
 ) -> list[Pick]:
-    """Candidates of all recordings, then the selection; the one call the CLI and benchmark make."""
+    """Candidates of all recordings, then the selection; the one call the CLI and benchmark make.
+
+    Recordings are read once, one at a time (only window summaries are kept), so hours of audio
+    fit in memory.
+    """
     candidates: list[Candidate] = []
+    centers = [] if labeled_embeddings is None else list(labeled_embeddings)
     classes: tuple[str, ...] | None = None
     for predictions in recordings:
         if classes is not None and predictions.classes != classes:
             raise ValueError(f"{predictions.path}: classes {predictions.classes} differ from {classes}")
         classes = predictions.classes
         candidates.extend(candidate_windows(predictions, config))
-    return select(candidates, classes or (), config, labeled_embeddings)
+        if config.diversity:
+            centers.extend(taken_embeddings(predictions))
+    return select(candidates, classes or (), config, np.stack(centers) if centers else None)
 
 
 def _most_confident(candidates: Sequence[Candidate], config: RankConfig, count: int) -> list[Candidate]:

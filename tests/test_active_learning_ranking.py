@@ -92,6 +92,17 @@ def test_k_center_spreads_picks_over_different_sounds():
     assert "k-center" in spread[0].reason
 
 
+def test_picks_keep_away_from_what_is_already_labeled():
+    embedding = np.zeros((40, 2))
+    embedding[20:] = 10.0  # two sounds; the first one is already labeled at 0-5 s
+    probabilities = np.full((40, 2), 0.3)
+    probabilities[:20, 0] = 0.5  # the labeled sound is also the most uncertain
+    taken = recording(probabilities, embedding=embedding, excluded=((0.0, 5.0),))
+    config = RankConfig(strategy="least-confidence", top=1, diversity_pool=8)
+    assert rank_windows([taken], config)[0].start_seconds >= 19.2
+    assert rank_windows([taken], RankConfig(strategy="least-confidence", top=1, diversity=False))[0].start_seconds < 19
+
+
 def test_k_center_greedy_starts_away_from_labeled_points():
     points = np.array([[0.0], [1.0], [10.0]])
     picked, distances = k_center_greedy(points, 2, centers=np.array([[0.5]]))
