@@ -241,7 +241,8 @@ def run_pull(args: argparse.Namespace) -> int:
 
 
 def run_round(args: argparse.Namespace) -> int:
-    from active_learning.rounds import RoundConfig, run_round as run_one_round
+    from active_learning.rounds import RoundConfig
+    from active_learning.rounds import run_round as run_one_round
     from homesound.cli import build_parser
 
     workspace = Path(args.workspace)

@@ -54,8 +54,8 @@ def _read_span(path: Path, start_seconds: float, end_seconds: float) -> tuple[np
         return _decode_span(path, start_seconds, end_seconds)
     try:
         samples, rate = sf.read(
-            str(path), start=int(round(start_seconds * info.samplerate)),
-            stop=min(info.frames, int(round(end_seconds * info.samplerate))), dtype="float32", always_2d=True,
+            str(path), start=round(start_seconds * info.samplerate),
+            stop=min(info.frames, round(end_seconds * info.samplerate)), dtype="float32", always_2d=True,
         )
     except (sf.LibsndfileError, RuntimeError, ValueError) as error:
         raise AudioDecodeError(str(path), f"cannot read it to cut a clip ({error})") from error
@@ -69,7 +69,7 @@ def _decode_span(path: Path, start_seconds: float, end_seconds: float) -> tuple[
     kept = []
     with AudioReader(path) as reader:
         rate = reader.info.sample_rate
-        first, last = int(round(start_seconds * rate)), int(round(end_seconds * rate))
+        first, last = round(start_seconds * rate), round(end_seconds * rate)
         position = 0
         for block in reader.blocks():
             block_start, position = position, position + len(block)

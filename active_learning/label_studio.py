@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from homesound.errors import HomesoundError
 
@@ -84,7 +85,9 @@ class LabelStudio:
     """A checked connection: constructing it proves the server answers and accepts the key."""
 
     def __init__(self, settings: LabelStudioSettings):
-        from label_studio_sdk import LabelStudio as Client  # heavy import: only when talking to the server
+        from label_studio_sdk import (
+            LabelStudio as Client,  # heavy import: only when talking to the server
+        )
 
         self.settings = settings
         self.url = settings.url
@@ -106,7 +109,7 @@ class LabelStudio:
             if error.status_code == 404:
                 return False
             raise self._error("look up project", error) from error
-        except Exception as error:  # noqa: BLE001 - translated, never swallowed
+        except Exception as error:
             raise self._error("look up project", error) from error
 
     def find_project(self, title: str) -> int | None:
@@ -173,7 +176,7 @@ class LabelStudio:
         """Email (else username) of each user id, to store who labeled what."""
         names = {}
         for user_id in sorted(set(user_ids)):
-            user = self._call("look up an annotator", lambda: self.client.users.get(id=user_id))
+            user = self._call("look up an annotator", lambda user_id=user_id: self.client.users.get(id=user_id))
             names[user_id] = user.email or user.username or str(user_id)
         return names
 
@@ -194,7 +197,7 @@ class LabelStudio:
             return action()
         except LabelStudioError:
             raise
-        except Exception as error:  # noqa: BLE001 - every failure becomes one clear message
+        except Exception as error:
             raise self._error(what, error) from error
 
     def _error(self, what: str, error: Exception) -> LabelStudioError:

@@ -6,13 +6,19 @@ guess as pre-annotation, and the way back from an annotation to labels in record
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
 from active_learning.ranking import format_clock
-from homesound.workspace.active_learning import Annotation, QueueRow, Region, strong_label_task
+from homesound.workspace.active_learning import (
+    Annotation,
+    QueueRow,
+    Region,
+    strong_label_task,
+)
 from homesound.workspace.training_data import HOP_SECONDS, StrongLabel
 
 NONE_OF_THESE = "none of these"

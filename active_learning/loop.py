@@ -7,8 +7,8 @@ with the model's per-second guess around each window, so `push` can pre-annotate
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm

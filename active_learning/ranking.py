@@ -13,8 +13,8 @@ the workspace, so every strategy can be checked on numbers whose answer is known
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -252,7 +252,7 @@ def select(
 ) -> list[Pick]:
     """The `top` windows to label, each with the reason it was chosen."""
     rng = np.random.default_rng(config.seed)
-    confident_count = min(int(round(config.top * config.confident_share)), config.top)
+    confident_count = min(round(config.top * config.confident_share), config.top)
     confident = _most_confident(candidates, config, confident_count)
     taken = {id(candidate) for candidate in confident}
     remaining = [candidate for candidate in candidates if id(candidate) not in taken]
@@ -336,7 +336,7 @@ def _most_informative(
     if not config.diversity or not with_embeddings or len(by_score) <= count:
         return [(c, _uncertainty_reason(c, classes, config), c.score) for c in by_score[:count]]
 
-    pool = by_score[: max(count, int(math.ceil(config.diversity_pool * count)))]
+    pool = by_score[: max(count, math.ceil(config.diversity_pool * count))]
     points = np.stack([c.embedding for c in pool])
     picked, distances = k_center_greedy(points, count, labeled_embeddings)
     chosen = []

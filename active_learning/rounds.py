@@ -9,9 +9,9 @@ fails, so `homesound status` can show the history.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 from active_learning.label_studio import LabelStudio
 from active_learning.loop import RankRequest, queue_ranking, rank_workspace
@@ -107,26 +107,3 @@ def _labels_added(summary: dict) -> int | None:
     pulled = summary.get("pulled")
     return None if pulled is None else pulled["added"] + pulled["updated"]
 
-
-def status_lines(workspace: Workspace) -> list[str]:
-    """The active-learning part of `homesound status`: the queue, what is labeled, and every round."""
-    state = queue.summary(workspace)
-    counts = state["queue"]
-    lines = [
-        f"labeling queue: {counts.get(queue.RANKED, 0)} ranked, {counts.get(queue.PUSHED, 0)} in Label Studio, "
-        f"{counts.get(queue.LABELED, 0)} labeled",
-        f"labeled: {state['labeled_windows']} windows ({state['labeled_seconds'] / 60:.1f} min), "
-        f"{state['labeled_windows_with_events']} with laughter or crying marked",
-    ]
-    for entry in state["rounds"]:
-        summary = entry.get("summary") or {}
-        metrics = entry.get("metrics") or {}
-        aps = ", ".join(f"{k} {v:.3f}" for k, v in (metrics.get("average_precision") or {}).items() if v is not None)
-        lines.append(
-            f"round {entry['id']} ({entry['started_at']}, {entry['status']}): +{entry['labels_added'] or 0} labels, "
-            f"model {entry['model_id'] or '-'}"
-            + (f", held-out AP {aps}" if aps else "")
-            + (f", pushed {summary['pushed']}" if "pushed" in summary else "")
-            + (f", error: {summary['error']}" if summary.get("error") else "")
-        )
-    return lines

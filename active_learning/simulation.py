@@ -9,13 +9,20 @@ in the benchmark and a tiny model in tests.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from active_learning.ranking import HOP_SECONDS, RankConfig, RecordingPredictions, rank_windows, window_bounds
+from active_learning.ranking import (
+    HOP_SECONDS,
+    RankConfig,
+    RecordingPredictions,
+    rank_windows,
+    window_bounds,
+)
 from homesound.sequences import LabeledSequence
 
 

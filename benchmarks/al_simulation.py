@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from active_learning.simulation import (  # noqa: E402
+from active_learning.simulation import (
     OracleRecording,
     SimulationConfig,
     all_windows,
@@ -68,7 +68,7 @@ def split_clips(rows: list[dict], seed: int = 0) -> tuple[list[dict], list[dict]
         clips = sorted((r for r in rows if r["label"] == label), key=lambda r: (r["source"], r["path"]))
         sources = sorted({r["source"] for r in clips})
         if len(sources) == 1:
-            cut = int(round(len(clips) * (1 - TEST_FRACTION)))
+            cut = round(len(clips) * (1 - TEST_FRACTION))
             pool += clips[:cut]
             test += clips[cut:]
             continue
@@ -98,7 +98,7 @@ def embed_clips(rows: list[dict], data: Path, cache: Path) -> tuple[dict[str, np
     from embed.resample import resample_whole
     from embed.vggish import load_embedder
 
-    example = int(round(HOP_SECONDS * VGGISH_RATE))
+    example = round(HOP_SECONDS * VGGISH_RATE)
     pieces, counts = [], {}
     for row in rows:
         samples, rate = read_mono(data / row["path"])
@@ -134,7 +134,7 @@ def households(
     background = [c for c in usable if c["label"] in BACKGROUND]
     by_class = {name: [c for c in usable if c["label"] == name] for name in CLASSES}
     per_class = (min(len(v) for v in by_class.values()) if event_share is None
-                 else int(round(len(background) * event_share / (1 - event_share) / len(CLASSES))))
+                 else round(len(background) * event_share / (1 - event_share) / len(CLASSES)))
     chosen = list(background)
     for name in CLASSES:
         pool = by_class[name]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -27,10 +27,10 @@ SHA = "ab" * 32
 
 
 def queued(start: float, end: float, **kwargs) -> al.QueuedWindow:
-    values = dict(
-        content_sha256=SHA, recording_path="/home/kitchen.flac", start_seconds=start, end_seconds=end,
-        rank=1, strategy="entropy", score=1.2, reason="entropy peak 1.2 bits",
-    )
+    values = {
+        "content_sha256": SHA, "recording_path": "/home/kitchen.flac", "start_seconds": start, "end_seconds": end,
+        "rank": 1, "strategy": "entropy", "score": 1.2, "reason": "entropy peak 1.2 bits",
+    }
     values.update(kwargs)
     return al.QueuedWindow(**values)
 
@@ -73,7 +73,7 @@ def test_saving_an_edited_annotation_replaces_it(workspace):
     by_target = {row["target"]: row for row in strong_label_summary(workspace)}
     assert (by_target["crying"]["seconds"], by_target["crying"]["positive_seconds"]) == (8, 0)  # replaced, not added
     assert al.queued_windows(workspace)[0].status == al.LABELED
-    assert al.summary(workspace)["labeled_windows"] == 1
+    assert al.status_section(workspace)["labeled_windows"] == 1
 
 
 def test_label_config_is_valid_xml_with_regions_and_a_clip_choice():

@@ -4,18 +4,22 @@ with the real detector and, for rounds, a real Label Studio where a person annot
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from active_learning.label_studio import LabelStudio, LabelStudioSettings
-from active_learning.rounds import status_lines
 from homesound.cli import main
 from homesound.sequences import LabeledSequence
 from homesound.workspace import Workspace
 from homesound.workspace import active_learning as queue
-from homesound.workspace.recordings import StoredEmbedding, register_embedder, save_recording
+from homesound.workspace.recordings import (
+    StoredEmbedding,
+    register_embedder,
+    save_recording,
+)
 from homesound.workspace.training_data import strong_label_summary
 from tests.active_learning_support import household_recording
 
@@ -136,10 +140,12 @@ def test_rounds_pull_train_rank_and_push_with_history(household, label_studio, t
     assert labeled["crying"]["seconds"] >= 8 * 6 and labeled["crying"]["positive_seconds"] > 0
     keys = [t["data"]["homesound_window"] for t in server.tasks(windows[0].project_id)]
     assert len(keys) == len(set(keys)) == 16
-    with Workspace(workspace) as ws:
-        status = status_lines(ws)
-    assert status[0] == "labeling queue: 0 ranked, 8 in Label Studio, 8 labeled"
-    assert status[3].startswith("round 2 (") and "+8 labels" in status[3] and "pushed 8" in status[3]
+    capsys.readouterr()
+    assert main(["status", "--workspace", str(workspace), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)["active_learning"]
+    assert status["queue"] == {"labeled": 8, "pushed": 8} and status["labeled_windows"] == 8
+    assert [(r["id"], r["labels_added"], r["pushed"]) for r in status["rounds"]] == [(1, 0, 8), (2, 8, 8)]
+    assert status["rounds"][1]["model"].startswith("round-002@") and status["rounds"][1]["held_out_ap"]
 
 
 def _frame_truth(spans, frames: int) -> np.ndarray:

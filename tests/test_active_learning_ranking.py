@@ -123,7 +123,7 @@ def test_random_baseline_is_reproducible_per_seed():
     first = rank_windows([predictions], RankConfig(strategy="random", top=5, seed=3))
     again = rank_windows([predictions], RankConfig(strategy="random", top=5, seed=3))
     other = rank_windows([predictions], RankConfig(strategy="random", top=5, seed=4))
-    key = lambda picks: [p.start_seconds for p in picks]  # noqa: E731
+    key = lambda picks: [p.start_seconds for p in picks]
     assert key(first) == key(again) != key(other)
 
 

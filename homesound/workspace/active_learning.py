@@ -8,8 +8,9 @@ it, so a window is never queued, pushed or labeled twice, whatever crashed in be
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from homesound.workspace.core import Workspace, to_json, utc_now
 from homesound.workspace.training_data import StrongLabel, write_strong_labels
@@ -341,8 +342,8 @@ def remember_project(workspace: Workspace, server_url: str, title: str, project_
         )
 
 
-def summary(workspace: Workspace) -> dict:
-    """Queue by status, labeled windows, and the rounds so far: what `homesound status` shows."""
+def status_section(workspace: Workspace) -> dict:
+    """Queue by status, labeled windows, and the rounds so far: this component's `homesound status`."""
     queue = {row["status"]: row["n"] for row in workspace.query(
         "SELECT status, COUNT(*) AS n FROM al_queue GROUP BY status")}
     labeled = workspace.query(
@@ -354,8 +355,23 @@ def summary(workspace: Workspace) -> dict:
         "labeled_windows": labeled["n"],
         "labeled_seconds": labeled["seconds"],
         "labeled_windows_with_events": labeled["with_events"] or 0,
-        "rounds": list_rounds(workspace),
+        "rounds": [_round_line(entry) for entry in list_rounds(workspace)],
     }
+
+
+def _round_line(entry: dict) -> dict:
+    """One round in a few fields (the full record, configuration included, is in list_rounds)."""
+    summary = entry.get("summary") or {}
+    metrics = entry.get("metrics") or {}
+    line = {
+        "id": entry["id"], "started_at": entry["started_at"], "status": entry["status"],
+        "model": entry["model_id"], "labels_added": entry["labels_added"],
+        "held_out_ap": metrics.get("average_precision") or metrics.get("skipped"),
+        "pushed": summary.get("pushed"),
+    }
+    if summary.get("error"):
+        line["error"] = summary["error"]
+    return line
 
 
 def _json_or_none(value: Any) -> str | None:
