@@ -20,6 +20,8 @@ COMPONENT_MODULES = (
     "homesound.workspace.runs",
     "homesound.workspace.recordings",
     "homesound.workspace.audioset",
+    "homesound.workspace.training_data",
+    "homesound.workspace.classify",
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0

@@ -1,0 +1,347 @@
+"""`homesound train`, `homesound evaluate` and `homesound detect`."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from homesound.errors import AudioDecodeError, HomesoundError
+
+
+def register(subcommands: argparse._SubParsersAction) -> None:
+    _register_train(subcommands)
+    _register_evaluate(subcommands)
+    _register_detect(subcommands)
+
+
+def _register_train(subcommands: argparse._SubParsersAction) -> None:
+    train = subcommands.add_parser(
+        "train", help="train the laughter/crying detector on the workspace's labeled sequences",
+        description="Train a GRU/LSTM detector on every labeled sequence in the workspace (AudioSet segments, "
+                    "Label Studio labels); validation is split by source recording; thresholds are calibrated "
+                    "on validation. Writes the model file and a training-curves PNG beside it.",
+    )
+    train.add_argument("--workspace", required=True, metavar="home.db")
+    train.add_argument("--out", required=True, metavar="MODEL.pt")
+    model = train.add_argument_group("model")
+    model.add_argument("--rnn", choices=("gru", "lstm"), default="gru")
+    model.add_argument("--hidden-size", type=int, default=64)
+    model.add_argument("--projection-size", type=int, default=64)
+    model.add_argument("--layers", type=int, default=1)
+    model.add_argument("--dropout", type=float, default=0.2)
+    model.add_argument("--pooling", choices=("linear_softmax", "attention"), default="linear_softmax",
+                       help="how per-second outputs pool into a clip output for weak labels")
+    model.add_argument("--bidirectional", action="store_true",
+                       help="look at the future too: better offline, but the model cannot stream (offline only)")
+    fitting = train.add_argument_group("training")
+    fitting.add_argument("--classes", help="comma-separated targets (default: every target in the data)")
+    fitting.add_argument("--epochs", type=int, default=40)
+    fitting.add_argument("--patience", type=int, default=6, help="epochs without better validation AP before stopping")
+    fitting.add_argument("--batch-size", type=int, default=256)
+    fitting.add_argument("--learning-rate", type=float, default=3e-3)
+    fitting.add_argument("--validation-fraction", type=float, default=0.2)
+    fitting.add_argument("--seed", type=int, default=0)
+    fitting.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    fitting.add_argument("--target-precision", type=float,
+                         help="calibrate each threshold for this precision (default: best F1)")
+    fitting.add_argument("--train-splits", default="train", help="comma-separated splits to train on (default train)")
+    fitting.add_argument("--embedder", help="use only sequences embedded by this embedder id")
+    fitting.add_argument("--mix-embedders", action="store_true",
+                         help="allow sequences from several embedders (only if they share one embedding space)")
+    fitting.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=run_train)
+
+
+def _add_event_options(parser: argparse.ArgumentParser) -> None:
+    events = parser.add_argument_group("events (hysteresis)")
+    events.add_argument("--on", type=float, dest="on_threshold",
+                        help="probability that starts an event (default: the model's calibrated threshold per class)")
+    events.add_argument("--off", type=float, dest="off_threshold",
+                        help="probability below which an event stops (default: --off-ratio x on)")
+    events.add_argument("--off-ratio", type=float, default=0.7)
+    events.add_argument("--min-event", type=float, default=0.96, dest="min_event_seconds",
+                        help="drop events shorter than this many seconds (default 0.96)")
+    events.add_argument("--merge-gap", type=float, default=1.92, dest="merge_gap_seconds",
+                        help="join events separated by at most this many seconds (default 1.92)")
+
+
+def _register_evaluate(subcommands: argparse._SubParsersAction) -> None:
+    evaluate = subcommands.add_parser(
+        "evaluate", help="measure a detector on held-out labeled sequences; write report.json and PR curves",
+        description="Per class: AP, ROC-AUC, P/R/F1 at the stored threshold, segment-based F1 (1 s), event-based "
+                    "F1 (DCASE collars), PSDS and false alarms per hour.",
+    )
+    evaluate.add_argument("--model", required=True, metavar="MODEL.pt")
+    evaluate.add_argument("--workspace", required=True, metavar="home.db")
+    evaluate.add_argument("--split", help="evaluate on this split (default: every split the model did not train on)")
+    evaluate.add_argument("--report", required=True, metavar="DIR")
+    _add_event_options(evaluate)
+    evaluate.set_defaults(handler=run_evaluate)
+
+
+def _register_detect(subcommands: argparse._SubParsersAction) -> None:
+    from embed.cli import add_embedder_options
+
+    detect = subcommands.add_parser(
+        "detect", help="find laughter and crying events in audio files or in a workspace's recordings",
+        description="Per-second probabilities -> events with hysteresis. Audio files are embedded on the fly; "
+                    "with --workspace the stored embeddings are used and detections are written back.",
+    )
+    detect.add_argument("files", nargs="*", metavar="FILE", help="audio files (or use --workspace)")
+    detect.add_argument("--workspace", metavar="home.db", help="detect in every embedded recording of the workspace")
+    detect.add_argument("--model", required=True, metavar="MODEL.pt")
+    detect.add_argument("--out", required=True, metavar="EVENTS", help="events.csv, events.json or events.parquet")
+    detect.add_argument("--timeline", metavar="DIR", help="write a PNG per recording: probabilities and events")
+    _add_event_options(detect)
+    add_embedder_options(detect)
+    detect.set_defaults(handler=run_detect)
+
+
+def _event_settings(args: argparse.Namespace):
+    from classify.config import EventSettings
+
+    try:
+        return EventSettings(on_threshold=args.on_threshold, off_threshold=args.off_threshold,
+                             off_ratio=args.off_ratio, min_event_seconds=args.min_event_seconds,
+                             merge_gap_seconds=args.merge_gap_seconds)
+    except ValueError as error:
+        raise HomesoundError(f"event options: {error}") from error
+
+
+def _split_list(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip()) if text else ()
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from classify.config import ModelConfig, TrainConfig
+    from classify.plots import training_curves
+    from classify.training import train_detector
+    from homesound.workspace import Workspace
+    from homesound.workspace.classify import register_model
+    from homesound.workspace.recordings import embedder_provenance
+    from homesound.workspace.runs import finish_run, start_run
+    from homesound.workspace.training_data import iter_labeled_sequences
+
+    out = Path(args.out)
+    try:
+        model_config = ModelConfig(
+            input_size=128, projection_size=args.projection_size, hidden_size=args.hidden_size, rnn=args.rnn,
+            layers=args.layers, dropout=args.dropout, bidirectional=args.bidirectional, pooling=args.pooling,
+        )
+        train_config = TrainConfig(
+            epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
+            validation_fraction=args.validation_fraction, seed=args.seed, num_threads=args.threads,
+            threshold_mode="target_precision" if args.target_precision is not None else "max_f1",
+            target_precision=args.target_precision, train_splits=_split_list(args.train_splits),
+        )
+    except ValueError as error:
+        raise HomesoundError(str(error)) from error
+    with Workspace(args.workspace) as workspace:
+        sequences = [s for s in iter_labeled_sequences(workspace)
+                     if args.embedder is None or s.embedder_id == args.embedder]
+        if not sequences:
+            raise HomesoundError(
+                f"workspace {args.workspace} holds no labeled sequences"
+                + (f" embedded by {args.embedder}" if args.embedder else "")
+                + "; import AudioSet segments (homesound audioset import) or pull labels (homesound pull) first"
+            )
+        provenance = {e: embedder_provenance(workspace, e) for e in sorted({s.embedder_id for s in sequences})}
+        run_id = start_run(workspace, "train", {"model": model_config, "training": train_config,
+                                                "embedder": args.embedder, "out": str(out)})
+        try:
+            detector = train_detector(
+                sequences, model_config, train_config, classes=_split_list(args.classes) or None,
+                allow_mixed_embedders=args.mix_embedders, embedder_provenance=provenance, progress=not args.quiet,
+            )
+            detector.metrics["run_id"] = run_id
+            digest = detector.save(out)
+            curves = training_curves(detector.history, detector.metrics["best_epoch"],
+                                     out.with_name(out.stem + "_training_curves.png"))
+            model_id = register_model(
+                workspace, path=str(out.resolve()), sha256=digest,
+                config={"model": dataclasses.asdict(detector.config), "training": dataclasses.asdict(train_config)},
+                classes=detector.classes, thresholds=detector.thresholds, embedder_ids=detector.embedder_ids,
+                metrics=detector.metrics, run_id=run_id,
+            )
+        except BaseException as error:
+            finish_run(workspace, run_id, "failed", {"error": str(error)})
+            raise
+        finish_run(workspace, run_id, "done", {"model_id": model_id, "sha256": digest,
+                                              "validation_mean_ap": detector.metrics["validation_mean_average_precision"]})
+    _print_training_summary(detector, out, curves)
+    return 0
+
+
+def _print_training_summary(detector, out: Path, curves: Path) -> None:
+    summary = detector.data_summary
+    print(f"trained on {summary['training_sequences']} sequences, validated on {summary['validation_sequences']} "
+          f"({summary['groups']} source recordings in all; {summary['frames']} seconds); "
+          f"kept epoch {detector.metrics['best_epoch']} of {detector.metrics['epochs_run']}")
+    if not detector.streamable:
+        print("bidirectional model: offline only (cannot be used for streaming detection)")
+    for label in detector.classes:
+        counts = summary["per_class"][label]
+        validation = detector.metrics["validation"][label]
+        print(f"  {label:<12} positives: {counts['positive_sequences']} sequences / "
+              f"{counts['strong_positive_frames']} labeled seconds   validation AP {_fmt(validation['average_precision'])}"
+              f"   threshold {detector.thresholds[label]:.3f} ({detector.threshold_details[label]['rule']})")
+    print(f"model: {out}\ntraining curves: {curves}")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from classify.detector import Detector
+    from classify.evaluation import evaluate_detector, summary_table, write_report
+    from homesound.workspace import Workspace
+    from homesound.workspace.training_data import iter_labeled_sequences
+
+    detector = Detector.load(args.model)
+    settings = _event_settings(args)
+    trained_on = set(detector.train_config.train_splits) if detector.train_config else {"train"}
+    with Workspace(args.workspace) as workspace:
+        candidates = [s for s in iter_labeled_sequences(workspace, args.split)
+                      if args.split is not None or s.split not in trained_on]
+    sequences = [s for s in candidates if s.embedder_id in detector.embedder_ids]
+    skipped = len(candidates) - len(sequences)
+    if not sequences:
+        where = f"split {args.split!r}" if args.split else f"splits other than {sorted(trained_on)}"
+        raise HomesoundError(
+            f"no labeled sequences in {where} with embeddings from {', '.join(detector.embedder_ids)}"
+            + (f" ({skipped} from other embedders)" if skipped else "")
+        )
+    evaluation = evaluate_detector(detector, sequences, settings)
+    written = write_report(evaluation, args.report, extra={
+        "model": str(args.model), "split": args.split or "held-out",
+        "skipped_other_embedders": skipped,
+    })
+    print(summary_table(evaluation.report))
+    if skipped:
+        print(f"({skipped} sequences from other embedders were skipped)")
+    print(f"report: {written[0]}; PR curves: {', '.join(str(p) for p in written[1:])}")
+    return 0
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    from classify.detection import check_output_path, events_per_class, events_table, write_events
+    from classify.detector import Detector
+
+    if bool(args.files) == bool(args.workspace):
+        raise HomesoundError("give audio files or --workspace home.db (one of them)")
+    check_output_path(args.out)
+    detector = Detector.load(args.model)
+    settings = _event_settings(args)
+    if args.workspace:
+        detections, failures = _detect_workspace(args, detector, settings), 0
+    else:
+        detections, failures = _detect_files(args, detector, settings)
+    write_events(events_table(detections), args.out)
+    hours = sum(len(d.probabilities) for d in detections) * 0.96 / 3600
+    counts = ", ".join(f"{label}: {n}" for label, n in events_per_class(detections, detector.classes).items())
+    print(f"{len(detections)} recordings ({hours:.2f} h): {counts} events -> {args.out}")
+    if failures:
+        print(f"{failures} files could not be read (see above)", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _detect_files(args, detector, settings):
+    from tqdm.auto import tqdm
+
+    from classify.detection import RecordingDetection, detect_events
+    from embed.cli import embedder_from_args
+    from embed.pipeline import embed_file
+
+    embedder = embedder_from_args(args)
+    detector.check_embedder(embedder.embedder_id)  # before any audio is decoded
+    detections, failures = [], 0
+    for name in tqdm(args.files, desc="detect", unit="file", disable=len(args.files) < 2):
+        try:
+            embeddings = embed_file(name, embedder)
+        except AudioDecodeError as error:
+            failures += 1
+            print(f"homesound detect: skipped {error}", file=sys.stderr)
+            continue
+        embedding = embeddings.embedding if detector.input_encoding == "audioset_uint8" else embeddings.raw_embedding
+        probabilities, events = detect_events(detector, embedding, embeddings.embedder_id, settings)
+        detections.append(RecordingDetection(str(name), None, probabilities, events))
+        _timeline(args, detector, detections[-1], settings)
+    return detections, failures
+
+
+def _detect_workspace(args, detector, settings):
+    from tqdm.auto import tqdm
+
+    from classify.detection import RecordingDetection, detect_events
+    from homesound.workspace import Workspace
+    from homesound.workspace.classify import register_model, replace_detections
+    from homesound.workspace.recordings import iter_embedded_recordings
+    from homesound.workspace.runs import finish_run, start_run
+
+    raw = detector.input_encoding == "raw_float32"
+    detections = []
+    with Workspace(args.workspace) as workspace:
+        model_id = register_model(
+            workspace, path=str(Path(args.model).resolve()), sha256=_sha256(args.model),
+            config={"model": vars(detector.config)}, classes=detector.classes, thresholds=detector.thresholds,
+            embedder_ids=detector.embedder_ids, metrics=detector.metrics,
+        )
+        run_id = start_run(workspace, "detect", {"model_id": model_id, "events": settings})
+        done: dict[str, RecordingDetection] = {}
+        try:
+            for embedder_id in detector.embedder_ids:
+                rows = iter_embedded_recordings(workspace, embedder_id, with_raw=raw)
+                for recording, stored in tqdm(rows, desc="detect", unit="recording"):
+                    if stored.content_sha256 in done:  # the same content under another path
+                        detections.append(RecordingDetection(recording.path, *_tail(done[stored.content_sha256])))
+                        continue
+                    embedding = stored.raw_embedding if raw else stored.embedding
+                    if embedding is None:
+                        raise HomesoundError(f"{recording.path}: no raw float32 embedding stored; this detector "
+                                             "needs raw embeddings (re-embed keeping them)")
+                    probabilities, events = detect_events(detector, embedding, embedder_id, settings,
+                                                          stored.hop_seconds)
+                    replace_detections(workspace, model_id, stored.content_sha256, events, len(embedding), run_id)
+                    done[stored.content_sha256] = RecordingDetection(recording.path, stored.content_sha256,
+                                                                     probabilities, events)
+                    detections.append(done[stored.content_sha256])
+                    _timeline(args, detector, detections[-1], settings)
+        except BaseException as error:
+            finish_run(workspace, run_id, "failed", {"error": str(error), "recordings": len(done)})
+            raise
+        finish_run(workspace, run_id, "done", {"recordings": len(done),
+                                              "events": sum(len(d.events) for d in done.values())})
+    if not detections:
+        raise HomesoundError(f"workspace {args.workspace} has no recordings embedded by "
+                             f"{', '.join(detector.embedder_ids)}; run homesound embed with the same VGGish first")
+    return detections
+
+
+def _tail(detection):
+    return detection.content_sha256, detection.probabilities, detection.events
+
+
+def _timeline(args, detector, detection, settings) -> None:
+    if not args.timeline:
+        return
+    from classify.plots import timeline
+
+    name = Path(detection.recording).stem + (f"-{detection.content_sha256[:8]}" if detection.content_sha256 else "")
+    taken = args.__dict__.setdefault("_timeline_names", set())
+    name = next(candidate for candidate in (name if i == 0 else f"{name}-{i}" for i in range(len(taken) + 1))
+                if candidate not in taken)
+    taken.add(name)
+    thresholds = {label: rule.on_threshold for label, rule in settings.rules(detector.thresholds).items()}
+    timeline(detection.probabilities, detector.classes, detection.events, thresholds,
+             str(detection.recording), Path(args.timeline) / f"{name}.png")
+
+
+def _sha256(path) -> str:
+    from classify.detector import file_sha256
+
+    return file_sha256(path)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"

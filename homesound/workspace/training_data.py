@@ -1,0 +1,185 @@
+"""Where training sequences come from: strong per-second labels, and the registry of providers.
+
+A *provider* is a function `(workspace, split) -> Iterator[LabeledSequence]` (split None = all).
+`iter_labeled_sequences` chains every provider listed in LABELED_SEQUENCE_PROVIDERS
+("module:function" strings), so a stage that stores labeled data (AudioSet segments, Label
+Studio labels, ...) plugs in with one line and the detector trains on all of it.
+
+Strong labels live here, per embedding frame ("second": frame i covers [i * hop, (i + 1) * hop)
+of the recording, hop = 0.96 s), one row per (recording content, second, target); labeling tools
+upsert into them, so an edited annotation updates its rows instead of adding new ones.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sqlite3
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from homesound.sequences import LabeledSequence
+from homesound.workspace.core import Workspace, utc_now
+from homesound.workspace.recordings import load_embedding
+
+COMPONENT = "training_data"
+MIGRATIONS = (
+    """
+    CREATE TABLE strong_labels (
+        content_sha256 TEXT NOT NULL,
+        second INTEGER NOT NULL CHECK (second >= 0),
+        target TEXT NOT NULL,
+        value REAL NOT NULL CHECK (value IN (0, 1)),
+        origin TEXT NOT NULL,
+        task_id TEXT,
+        annotator TEXT,
+        annotated_at TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (content_sha256, second, target)
+    );
+    CREATE INDEX strong_labels_by_task ON strong_labels(task_id)
+    """,
+)
+
+LABELED_SEQUENCE_PROVIDERS = (
+    "homesound.workspace.training_data:strong_label_sequences",
+)
+
+HOP_SECONDS = 0.96
+CONTEXT_FRAMES = 5  # unlabeled seconds before a labeled stretch, so a causal model has warmed up
+HELD_OUT_FRACTION = 0.2  # of labeled recordings (by content hash) kept as split "test"
+
+Provider = Callable[[Workspace, "str | None"], Iterator[LabeledSequence]]
+
+
+@dataclass(frozen=True)
+class StrongLabel:
+    content_sha256: str
+    second: int  # embedding frame index
+    target: str
+    value: float  # 1 present, 0 absent
+    origin: str  # e.g. "label-studio"
+    task_id: str | None = None
+    annotator: str | None = None
+    annotated_at: str | None = None
+
+
+def seconds_to_frames(start: float, end: float, hop_seconds: float = HOP_SECONDS, min_overlap: float = 0.5) -> range:
+    """Embedding frames covered by [start, end) for at least min_overlap of their length."""
+    if end <= start:
+        return range(0)
+    first = max(0, math.floor(start / hop_seconds))
+    last = math.ceil(end / hop_seconds)
+    covered = [
+        i for i in range(first, last)
+        if min(end, (i + 1) * hop_seconds) - max(start, i * hop_seconds) >= min_overlap * hop_seconds - 1e-9
+    ]
+    return range(covered[0], covered[-1] + 1) if covered else range(0)
+
+
+def write_strong_labels(db: sqlite3.Connection, labels: Iterable[StrongLabel], replacing_tasks: Iterable[str] = ()) -> int:
+    """Inside the caller's transaction: drop the rows of `replacing_tasks`, then upsert `labels`."""
+    for task_id in replacing_tasks:
+        db.execute("DELETE FROM strong_labels WHERE task_id=?", (str(task_id),))
+    now = utc_now()
+    rows = [
+        (label.content_sha256, int(label.second), label.target, float(label.value), label.origin,
+         None if label.task_id is None else str(label.task_id), label.annotator, label.annotated_at, now)
+        for label in labels
+    ]
+    db.executemany(
+        """
+        INSERT INTO strong_labels(content_sha256, second, target, value, origin, task_id, annotator,
+                                  annotated_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT(content_sha256, second, target) DO UPDATE SET
+            value=excluded.value, origin=excluded.origin, task_id=excluded.task_id,
+            annotator=excluded.annotator, annotated_at=excluded.annotated_at, updated_at=excluded.updated_at
+        """,
+        rows,
+    )
+    return len(rows)
+
+
+def upsert_strong_labels(workspace: Workspace, labels: Iterable[StrongLabel], replacing_tasks: Iterable[str] = ()) -> int:
+    """Store labels in one transaction; re-pulling an edited annotation updates rows, never duplicates them."""
+    with workspace.transaction() as db:
+        return write_strong_labels(db, labels, replacing_tasks)
+
+
+def strong_label_summary(workspace: Workspace) -> list[dict]:
+    return [dict(row) for row in workspace.query(
+        "SELECT target, COUNT(*) AS seconds, SUM(value) AS positive_seconds,"
+        " COUNT(DISTINCT content_sha256) AS recordings FROM strong_labels GROUP BY target ORDER BY target"
+    )]
+
+
+def split_of_recording(content_sha256: str) -> str:
+    """A stable split per recording: the same recording is always train or always test."""
+    return "test" if int(content_sha256[:8], 16) / 0x100000000 < HELD_OUT_FRACTION else "train"
+
+
+def strong_label_sequences(workspace: Workspace, split: str | None = None) -> Iterator[LabeledSequence]:
+    """One sequence per labeled stretch of each embedded recording (and embedder), with a little
+    unlabeled context before it; unlabeled seconds and targets are NaN."""
+    classes = tuple(row["target"] for row in workspace.query("SELECT DISTINCT target FROM strong_labels ORDER BY target"))
+    pairs = workspace.query(
+        "SELECT DISTINCT l.content_sha256, e.embedder_id FROM strong_labels l"
+        " JOIN embeddings e ON e.content_sha256 = l.content_sha256 ORDER BY l.content_sha256, e.embedder_id"
+    )
+    for pair in pairs:
+        content, embedder_id = pair["content_sha256"], pair["embedder_id"]
+        recording_split = split_of_recording(content)
+        if split is not None and recording_split != split:
+            continue
+        stored = load_embedding(workspace, content, embedder_id)
+        if stored is None or not len(stored.embedding):
+            continue
+        labels = np.full((len(stored.embedding), len(classes)), np.nan, dtype=np.float32)
+        for row in workspace.query(
+            "SELECT second, target, value FROM strong_labels WHERE content_sha256=? AND second<?",
+            (content, len(stored.embedding)),
+        ):
+            labels[row["second"], classes.index(row["target"])] = row["value"]
+        for begin, end in _labeled_stretches(labels):
+            first = max(0, begin - CONTEXT_FRAMES)
+            yield LabeledSequence(
+                key=f"recording:{content}:{first * stored.hop_seconds:.2f}",
+                group=content,
+                split=recording_split,
+                embedding=stored.embedding[first:end],
+                embedder_id=embedder_id,
+                classes=classes,
+                frame_labels=labels[first:end],
+                start_seconds=first * stored.hop_seconds,
+                hop_seconds=stored.hop_seconds,
+            )
+
+
+def _labeled_stretches(labels: np.ndarray) -> list[tuple[int, int]]:
+    """[begin, end) of the runs of frames with a known label; runs closer than the context are joined,
+    so no labeled second is ever part of two sequences."""
+    labeled = (~np.isnan(labels)).any(axis=1)
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], labeled, [False]]).astype(np.int8)))
+    stretches: list[tuple[int, int]] = []
+    for begin, end in zip(edges[0::2].tolist(), edges[1::2].tolist()):
+        if stretches and begin - stretches[-1][1] <= CONTEXT_FRAMES:
+            stretches[-1] = (stretches[-1][0], end)
+        else:
+            stretches.append((begin, end))
+    return stretches
+
+
+def resolve_provider(entry: str) -> Provider:
+    module_name, _, function_name = entry.rpartition(":") if ":" in entry else entry.rpartition(".")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def iter_labeled_sequences(
+    workspace: Workspace, split: str | None = None, providers: Iterable[str] = LABELED_SEQUENCE_PROVIDERS
+) -> Iterator[LabeledSequence]:
+    """Every labeled sequence the workspace holds, from every registered provider, in provider order."""
+    for entry in providers:
+        yield from resolve_provider(entry)(workspace, split)
