@@ -351,12 +351,20 @@ class MicrophoneSource(AudioSource):
     def open(self) -> SourceStream:
         sounddevice = _import_sounddevice()
         try:
-            info = sounddevice.query_devices(self.device, "input")
-            rate = int(self.sample_rate or info["default_samplerate"])
+            rate = self.sample_rate or self._native_16k(sounddevice) or int(
+                sounddevice.query_devices(self.device, "input")["default_samplerate"])
             return _MicrophoneStream(sounddevice, self.device, rate, self.channels)
         except (ValueError, sounddevice.PortAudioError) as error:
             raise SourceError(f"cannot open {self.description}: {error}; input devices: "
                               f"{input_device_names(sounddevice) or 'none found'}") from None
+
+    def _native_16k(self, sounddevice) -> int | None:
+        """16 kHz straight from the device when it can: no resampling work on a small hub."""
+        try:
+            sounddevice.check_input_settings(self.device, channels=self.channels, samplerate=16000)
+            return 16000
+        except (ValueError, sounddevice.PortAudioError):
+            return None
 
 
 def _import_sounddevice():

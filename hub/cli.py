@@ -47,8 +47,8 @@ def _register_listen(subcommands: argparse._SubParsersAction) -> None:
     audio.add_argument("--source", default="mic", metavar="SOURCE",
                        help="'mic' (default input), 'mic:NAME' or 'mic:INDEX', '-' (raw PCM on stdin), "
                             "an rtsp/http/... URL (via ffmpeg), or an audio file")
-    audio.add_argument("--rate", type=int, help="sample rate: required for stdin; microphone default: the device's; "
-                                                "network streams: 16000")
+    audio.add_argument("--rate", type=int, help="sample rate: required for stdin; microphone default: 16000 if the "
+                                                "device takes it, else its own; network streams: 16000")
     audio.add_argument("--channels", type=int, default=1, help="channels of raw PCM or the microphone (default 1)")
     audio.add_argument("--format", dest="pcm_format", choices=PCM_FORMAT_NAMES, default="s16le",
                        help="raw PCM sample format on stdin (default s16le)")
@@ -197,8 +197,8 @@ def _trained_source(detector) -> str | None:
     """The VGGish source recorded with the detector's training embeddings, when it is still there."""
     for provenance in detector.embedder_provenance.values():
         source = (provenance or {}).get("source")
-        if source and Path(source).exists():
-            return source
+        if source and ("://" in source or any(Path(source).parent.glob(Path(source).name + "*"))):
+            return source  # a Hub handle, a SavedModel directory, or a checkpoint prefix with its files
     return None
 
 
