@@ -50,11 +50,14 @@ class TrainConfig:
     patience: int = 6  # epochs without a better validation AP before stopping
     batch_size: int = 256  # at most: small data sets use smaller batches, see min_batches_per_epoch
     min_batches_per_epoch: int = 16  # a few dozen labeled recordings still get enough optimizer steps
+    window_frames: int = 20  # longer strongly labeled sequences are cut into windows of this many seconds
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     validation_fraction: float = 0.2  # of the training groups (source recordings), never of clips
     seed: int = 0
-    num_threads: int = 2
+    # One torch thread: this small GRU gains little from two, and with any other process on a
+    # 2-core machine two threads spin-wait (measured 10x slower; benchmarks/train_speed.py).
+    num_threads: int = 1
     max_pos_weight: float = 50.0  # caps the imbalance correction for very rare classes
     weak_loss_weight: float = 1.0
     strong_loss_weight: float = 1.0
@@ -71,8 +74,8 @@ class TrainConfig:
             raise ValueError(f"target_precision must be in (0, 1], got {self.target_precision}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
-        if self.epochs < 1 or self.patience < 1 or self.batch_size < 1:
-            raise ValueError("epochs, patience and batch_size must be positive")
+        if min(self.epochs, self.patience, self.batch_size, self.min_batches_per_epoch, self.window_frames) < 1:
+            raise ValueError("epochs, patience, batch_size, min_batches_per_epoch and window_frames must be positive")
 
 
 @dataclass(frozen=True)

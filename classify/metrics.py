@@ -52,6 +52,9 @@ def calibrate_threshold(scores: np.ndarray, targets: np.ndarray, target_precisio
         return {"threshold": 0.5, "rule": "default", "note": "validation has no positives or no negatives"}
     precision, recall, thresholds = precision_recall_curve(targets > 0.5, scores)
     precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    # Each threshold is a score seen on validation; between it and the next lower score the
+    # decision is the same, so take the middle: a margin for scores of recordings not seen yet.
+    thresholds = (thresholds + np.concatenate([[min(0.0, thresholds[0])], thresholds[:-1]])) / 2
     f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
     if target_precision is not None:
         reaching = np.flatnonzero(precision >= target_precision)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from embed.discover import DEFAULT_EXTENSIONS
 from homesound.errors import AudioDecodeError, HomesoundError
 
 VGGISH_HELP = ("VGGish source: TF Hub handle (default https://tfhub.dev/google/vggish/1), SavedModel directory, "
@@ -32,15 +34,33 @@ def embedder_from_args(args: argparse.Namespace):
 
 def register(subcommands: argparse._SubParsersAction) -> None:
     embed = subcommands.add_parser(
-        "embed", help="audio files -> VGGish embeddings (.npz files)",
-        description="Embed audio files with VGGish exactly as Google computes it, post-processed like AudioSet.",
+        "embed", help="audio files -> VGGish embeddings (.npz files, or a whole archive into a workspace)",
+        description="Embed audio with VGGish exactly as Google computes it, post-processed like AudioSet. "
+                    "With --workspace, folders are walked recursively and every recording not yet embedded "
+                    "(same content, same embedder) is embedded; the job can be killed and rerun at any time.",
+        epilog="exit status: 0 all inputs embedded; 1 some file could not be read (the rest are done; with "
+               "--workspace, also when a file that failed before is still there unchanged); 2 usage error, "
+               "or the workspace is in use by another job",
     )
-    embed.add_argument("inputs", nargs="+", metavar="FILE", help="audio files (any format soundfile or ffmpeg reads)")
+    embed.add_argument("inputs", nargs="+", metavar="PATH",
+                       help="audio files; with --workspace also folders (any format soundfile or ffmpeg reads)")
     outputs = embed.add_mutually_exclusive_group(required=True)
     outputs.add_argument("--out", metavar="OUT.npz", help="output file (one input file)")
     outputs.add_argument("--out-dir", metavar="DIR", help="one <name>.npz per input file")
+    outputs.add_argument("--workspace", metavar="home.db", help="embed files and folders into this workspace")
     add_embedder_options(embed)
-    embed.set_defaults(handler=run_embed_files)
+    archive = embed.add_argument_group("with --workspace")
+    archive.add_argument("--extensions", metavar="LIST",
+                         help="file extensions to embed when walking folders: 'wav,flac' replaces the default list, "
+                              f"'+mp4,mkv' adds to it (default: {','.join(DEFAULT_EXTENSIONS)})")
+    archive.add_argument("--workers", type=int, metavar="N",
+                         help="decoding processes (default: half the cores, at least 1, at most 4)")
+    archive.add_argument("--keep-raw", action="store_true",
+                         help="also store the float32 embeddings before PCA and quantization (4x the space)")
+    archive.add_argument("--retry-failed", action="store_true",
+                         help="read again files that failed before even if they did not change")
+    archive.add_argument("--no-progress", action="store_true", help="no progress bar")
+    embed.set_defaults(handler=run_embed)
 
     vggish = subcommands.add_parser("vggish", help="VGGish model files: convert, or make random test weights")
     tools = vggish.add_subparsers(dest="vggish_command", metavar="TOOL", required=True)
@@ -53,6 +73,34 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     export.add_argument("--checkpoint", required=True, metavar="vggish_model.ckpt")
     export.add_argument("--out", required=True, metavar="DIR")
     export.set_defaults(handler=run_export_savedmodel)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    return run_embed_archive(args) if args.workspace else run_embed_files(args)
+
+
+def run_embed_archive(args: argparse.Namespace) -> int:
+    from embed.archive import ArchiveJobConfig, default_workers, run_archive_job
+    from embed.discover import parse_extensions
+    from embed.vggish import EmbedderConfig
+
+    missing = [name for name in args.inputs if not os.path.lexists(name)]
+    if missing:
+        raise HomesoundError(f"no such file or folder: {', '.join(missing)}")
+    if args.workers is not None and args.workers < 1:
+        raise HomesoundError("--workers must be at least 1")
+    config = ArchiveJobConfig(
+        inputs=tuple(os.path.abspath(name) for name in args.inputs),
+        extensions=parse_extensions(args.extensions),
+        embedder=EmbedderConfig(source=args.vggish, pca=args.pca, batch_size=args.batch_size,
+                                jit_compile=not args.no_xla),
+        workers=args.workers or default_workers(),
+        keep_raw=args.keep_raw,
+        retry_failed=args.retry_failed,
+    )
+    summary = run_archive_job(args.workspace, config, progress=False if args.no_progress else None)
+    print(summary.report())
+    return summary.exit_status
 
 
 def run_embed_files(args: argparse.Namespace) -> int:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import urllib.error
-import urllib.request
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,21 +52,8 @@ class Embedder(ABC):
         self.source = source
         self.pca = pca
         self.config = config
-        self.provenance = {
-            "model": "vggish",
-            "source_kind": self.kind,
-            "source": source,
-            "weights_sha256": weights_sha256,
-            "pca_sha256": pca_sha256,
-            "frontend": FRONTEND_DESCRIPTION if self.kind == "checkpoint" else f"inside the {self.kind} model",
-            "postprocess": POSTPROCESS_DESCRIPTION,
-            "hop_seconds": VGGISH.example_seconds,
-            "quantized": True,
-            "homesound_version": __version__,
-        }
-        identity = {key: value for key, value in self.provenance.items() if key not in ("source", "homesound_version")}
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-        self.embedder_id = f"vggish-{self.kind}-{digest[:16]}"
+        self.provenance = make_provenance(self.kind, source, weights_sha256, pca_sha256)
+        self.embedder_id = embedder_id_of(self.provenance)
 
     @abstractmethod
     def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
@@ -138,24 +123,80 @@ class SavedModelEmbedder(Embedder):
         return outputs
 
 
-def load_embedder(source: str | None = None, pca: str | None = None, config: EmbedderConfig | None = None) -> Embedder:
-    config = config or EmbedderConfig(source=source, pca=pca)
-    source = source or config.source or os.environ.get(SOURCE_ENV) or DEFAULT_HUB_HANDLE
-    pca = pca or config.pca or os.environ.get(PCA_ENV)
+@dataclass(frozen=True)
+class EmbedderSource:
+    """Where an embedder's files are, once its source option is resolved (nothing loaded yet)."""
+
+    kind: str  # "checkpoint", "savedmodel" or "hub"
+    source: str  # as the user gave it
+    location: str  # checkpoint path, or the SavedModel directory (a Hub handle's cached copy)
+    pca: str  # vggish_pca_params.npz
+
+
+def locate_embedder(config: EmbedderConfig) -> EmbedderSource:
+    """Resolve the source option without loading the network (a Hub handle is fetched or found in the cache)."""
+    source = config.source or os.environ.get(SOURCE_ENV) or DEFAULT_HUB_HANDLE
+    pca = config.pca or os.environ.get(PCA_ENV)
     path = Path(source).expanduser()
     if path.is_dir():
         if not (path / "saved_model.pb").exists():
             raise ModelSourceError(f"VGGish source {source} is a directory without saved_model.pb")
-        return SavedModelEmbedder("savedmodel", str(path), str(path), pca or _pca_beside(path, source), config)
+        return EmbedderSource("savedmodel", str(path), str(path), pca or _pca_beside(path, source))
     if _is_checkpoint(path):
-        return CheckpointEmbedder(str(path), pca or _pca_beside(path.parent, source), config)
+        return EmbedderSource("checkpoint", str(path), str(path), pca or _pca_beside(path.parent, source))
     if "://" in source or source.startswith(("tfhub.dev/", "www.kaggle.com/")):
-        directory = _resolve_hub(source)
-        return SavedModelEmbedder("hub", source, directory, pca or download_pca(), config)
+        return EmbedderSource("hub", source, _resolve_hub(source), pca or download_pca())
     raise ModelSourceError(
         f"VGGish source {source} not found: give a TF Hub handle, a SavedModel directory, or Google's "
         "vggish_model.ckpt (https://storage.googleapis.com/audioset/vggish_model.ckpt)"
     )
+
+
+def load_embedder(source: str | None = None, pca: str | None = None, config: EmbedderConfig | None = None) -> Embedder:
+    config = config or EmbedderConfig()
+    config = replace(config, source=source or config.source, pca=pca or config.pca)
+    return build_embedder(locate_embedder(config), config)
+
+
+def build_embedder(located: EmbedderSource, config: EmbedderConfig) -> Embedder:
+    if located.kind == "checkpoint":
+        return CheckpointEmbedder(located.location, located.pca, config)
+    return SavedModelEmbedder(located.kind, located.source, located.location, located.pca, config)
+
+
+def embedder_identity(located: EmbedderSource) -> tuple[str, dict]:
+    """(embedder_id, provenance) of what load_embedder would build, from file hashes alone.
+
+    Lets a job decide what is already done without starting TensorFlow.
+    """
+    if located.kind == "checkpoint":
+        weights_sha256 = _checkpoint_sha256(located.location)
+    else:
+        weights_sha256 = _directory_sha256(located.location)
+    provenance = make_provenance(located.kind, located.source, weights_sha256, _file_sha256(located.pca))
+    return embedder_id_of(provenance), provenance
+
+
+def make_provenance(kind: str, source: str, weights_sha256: str, pca_sha256: str) -> dict:
+    return {
+        "model": "vggish",
+        "source_kind": kind,
+        "source": source,
+        "weights_sha256": weights_sha256,
+        "pca_sha256": pca_sha256,
+        "frontend": FRONTEND_DESCRIPTION if kind == "checkpoint" else f"inside the {kind} model",
+        "postprocess": POSTPROCESS_DESCRIPTION,
+        "hop_seconds": VGGISH.example_seconds,
+        "quantized": True,
+        "homesound_version": __version__,
+    }
+
+
+def embedder_id_of(provenance: dict) -> str:
+    """What determines the numbers (not where the files are, nor the homesound version)."""
+    identity = {key: value for key, value in provenance.items() if key not in ("source", "homesound_version")}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return f"vggish-{provenance['source_kind']}-{digest[:16]}"
 
 
 def _is_checkpoint(path: Path) -> bool:
@@ -192,24 +233,17 @@ def _cache_dir() -> Path:
 
 
 def download_pca(url: str | None = None) -> str:
-    """Google's PCA parameters, fetched once into the cache (atomic rename, so never half a file)."""
+    """Google's PCA parameters, fetched once into the cache (resumable, renamed into place when whole)."""
+    from homesound.download import DownloadError, RemoteFile, download
+
     url = url or os.environ.get(PCA_URL_ENV) or DEFAULT_PCA_URL
-    target = _cache_dir() / "vggish_pca" / hashlib.sha256(url.encode()).hexdigest()[:16] / PCA_FILE_NAME
-    if target.is_file():
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
+    folder = _cache_dir() / "vggish_pca" / hashlib.sha256(url.encode()).hexdigest()[:16]
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-            while block := response.read(1 << 20):
-                out.write(block)
-    except (urllib.error.URLError, OSError) as error:
+        return str(download(RemoteFile(PCA_FILE_NAME, url), folder, progress=False))
+    except DownloadError as error:
         raise ModelSourceError(
-            f"cannot download the VGGish PCA parameters from {url} ({error}); "
-            f"download {PCA_FILE_NAME} yourself and pass --pca"
+            f"cannot download the VGGish PCA parameters: {error}; or download {PCA_FILE_NAME} yourself and pass --pca"
         ) from None
-    os.replace(partial, target)
-    return str(target)
 
 
 def _split_like(rows: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:

@@ -13,6 +13,7 @@ from homesound import __version__
 from homesound.errors import HomesoundError
 
 STAGE_CLI_MODULES = (
+    "homesound.workspace_cli",
     "embed.cli",
     "audioset_fetch.cli",
     "classify.cli",

@@ -9,8 +9,16 @@ import numpy as np
 
 from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
 from homesound.workspace import Workspace
-from homesound.workspace.recordings import StoredEmbedding, register_embedder, save_recording
-from homesound.workspace.training_data import StrongLabel, split_of_recording, upsert_strong_labels
+from homesound.workspace.recordings import (
+    StoredEmbedding,
+    register_embedder,
+    save_recording,
+)
+from homesound.workspace.training_data import (
+    StrongLabel,
+    split_of_recording,
+    upsert_strong_labels,
+)
 
 
 def content_hash(text: str) -> str:
@@ -44,3 +52,4 @@ def planted_workspace(path: Path, recordings: int = 40, seconds: int = 30, seed:
     splits = {split_of_recording(content) for content in truth}
     assert splits == {"train", "test"}, "choose a seed that puts recordings in both splits"
     return truth
+

@@ -6,8 +6,9 @@ once, and a file whose content changed gets a new hash and is embedded again.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -91,8 +92,6 @@ def register_embedder(workspace: Workspace, embedder_id: str, provenance: Any) -
 
 
 def embedder_provenance(workspace: Workspace, embedder_id: str) -> dict | None:
-    import json
-
     rows = workspace.query("SELECT provenance_json FROM embedders WHERE id=?", (embedder_id,))
     return json.loads(rows[0]["provenance_json"]) if rows else None
 
@@ -114,6 +113,35 @@ def has_embedding(workspace: Workspace, content_sha256: str, embedder_id: str) -
     return bool(rows)
 
 
+@dataclass(frozen=True)
+class FileState:
+    """What the workspace knows about a path, enough to skip an unchanged file without reading it."""
+
+    size: int | None
+    mtime_ns: int | None
+    status: str
+    content_sha256: str | None
+    error: str | None
+    embedded: bool  # its content has an embedding by the embedder asked about
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    path: str
+    size: int | None
+    mtime_ns: int | None
+
+
+@dataclass(frozen=True)
+class AudioFacts:
+    """What decoding a content found; the same for every path holding that content."""
+
+    duration_seconds: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    format: str | None = None
+
+
 def save_recording(
     workspace: Workspace,
     *,
@@ -131,10 +159,30 @@ def save_recording(
     embedding: StoredEmbedding | None = None,
 ) -> None:
     """Write a recording's row, and its embedding if given, in one transaction."""
+    save_recordings(
+        workspace, [FileIdentity(path, size, mtime_ns)], content_sha256=content_sha256, status=status,
+        error=error, audio=AudioFacts(duration_seconds, sample_rate, channels, audio_format), run_id=run_id,
+        embedding=embedding,
+    )
+
+
+def save_recordings(
+    workspace: Workspace,
+    files: Sequence[FileIdentity],
+    *,
+    content_sha256: str | None,
+    status: str,
+    audio: AudioFacts = AudioFacts(),
+    error: str | None = None,
+    run_id: int | None = None,
+    embedding: StoredEmbedding | None = None,
+) -> None:
+    """Rows for every path holding one content, and its embedding if given, in one transaction."""
     with workspace.transaction() as db:
         if embedding is not None:
             _insert_embedding(db, embedding, run_id)
-        db.execute(
+        now = utc_now()
+        db.executemany(
             """
             INSERT INTO recordings(path, size, mtime_ns, content_sha256, duration_seconds, sample_rate,
                                    channels, format, status, error, updated_at, run_id)
@@ -145,9 +193,36 @@ def save_recording(
                 channels=excluded.channels, format=excluded.format, status=excluded.status,
                 error=excluded.error, updated_at=excluded.updated_at, run_id=excluded.run_id
             """,
-            (path, size, mtime_ns, content_sha256, duration_seconds, sample_rate, channels,
-             audio_format, status, error, utc_now(), run_id),
+            [(file.path, file.size, file.mtime_ns, content_sha256, audio.duration_seconds, audio.sample_rate,
+              audio.channels, audio.format, status, error, now, run_id) for file in files],
         )
+
+
+def file_states(workspace: Workspace, embedder_id: str) -> dict[str, FileState]:
+    """Every known path with its last seen size and mtime, and whether `embedder_id` embedded its content."""
+    rows = workspace.query(
+        "SELECT r.path, r.size, r.mtime_ns, r.status, r.content_sha256, r.error,"
+        " e.content_sha256 IS NOT NULL AS embedded"
+        " FROM recordings r LEFT JOIN embeddings e"
+        " ON e.content_sha256 = r.content_sha256 AND e.embedder_id = ?",
+        (embedder_id,),
+    )
+    return {row["path"]: FileState(row["size"], row["mtime_ns"], row["status"], row["content_sha256"],
+                                   row["error"], bool(row["embedded"])) for row in rows}
+
+
+def embedded_audio_facts(workspace: Workspace, content_sha256: str, embedder_id: str) -> AudioFacts | None:
+    """The audio facts of a content `embedder_id` already embedded, or None if it has to be (re)done."""
+    rows = workspace.query(
+        "SELECT r.duration_seconds, r.sample_rate, r.channels, r.format FROM recordings r"
+        " JOIN embeddings e ON e.content_sha256 = r.content_sha256 AND e.embedder_id = ?"
+        " WHERE r.content_sha256 = ? AND r.status = 'embedded' LIMIT 1",
+        (embedder_id, content_sha256),
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    return AudioFacts(row["duration_seconds"], row["sample_rate"], row["channels"], row["format"])
 
 
 def _insert_embedding(db, embedding: StoredEmbedding, run_id: int | None) -> None:
@@ -192,19 +267,33 @@ def iter_embedded_recordings(
         yield _recording(row), _stored(row, row["content_sha256"], row["embedder_id"], with_raw)
 
 
-def summary(workspace: Workspace) -> dict:
+def status_section(workspace: Workspace) -> dict:
+    """Counts by status, hours, failures with reasons, and what each embedder has done."""
     counts = {row["status"]: row["n"] for row in workspace.query(
-        "SELECT status, COUNT(*) AS n FROM recordings GROUP BY status")}
-    hours = workspace.query(
-        "SELECT COALESCE(SUM(duration_seconds), 0) / 3600.0 AS h FROM recordings WHERE status='embedded'"
-    )[0]["h"]
-    failures = [
-        {"path": row["path"], "error": row["error"]}
-        for row in workspace.query("SELECT path, error FROM recordings WHERE status='failed' ORDER BY path")
+        "SELECT status, COUNT(*) AS n FROM recordings GROUP BY status ORDER BY status")}
+    totals = workspace.query(
+        "SELECT COUNT(DISTINCT content_sha256) AS contents, COALESCE(SUM(duration_seconds), 0) / 3600.0 AS hours"
+        " FROM recordings WHERE status='embedded'")[0]
+    failures = [{"path": row["path"], "error": row["error"]} for row in workspace.query(
+        "SELECT path, error FROM recordings WHERE status='failed' ORDER BY path")]
+    embedders = [
+        {"embedder_id": row["id"], "source": json.loads(row["provenance_json"]).get("source"),
+         "contents": row["contents"], "hours": row["frames"] * row["hop"] / 3600.0,
+         "shorter_than_one_example": row["empty"], "created_at": row["created_at"]}
+        for row in workspace.query(
+            "SELECT d.id, d.provenance_json, d.created_at, COUNT(e.content_sha256) AS contents,"
+            " COALESCE(SUM(e.frames), 0) AS frames, COALESCE(MAX(e.hop_seconds), 0) AS hop,"
+            " COALESCE(SUM(e.frames = 0), 0) AS empty"
+            " FROM embedders d LEFT JOIN embeddings e ON e.embedder_id = d.id GROUP BY d.id ORDER BY d.created_at")
     ]
-    embedders = [dict(row) for row in workspace.query(
-        "SELECT embedder_id, COUNT(*) AS recordings, SUM(frames) AS frames FROM embeddings GROUP BY embedder_id")]
-    return {"recordings": counts, "embedded_hours": hours, "failures": failures, "embedders": embedders}
+    return {
+        "paths": sum(counts.values()),
+        "by_status": counts,
+        "distinct_embedded_contents": totals["contents"],
+        "embedded_hours": totals["hours"],
+        "failures": failures,
+        "embedders": embedders,
+    }
 
 
 def _recording(row) -> RecordingRow:

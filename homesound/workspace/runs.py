@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from homesound import __version__
@@ -44,3 +45,26 @@ def finish_run(workspace: Workspace, run_id: int, status: str, summary: Any = No
 def list_runs(workspace: Workspace, command: str | None = None) -> list[dict]:
     sql = "SELECT * FROM runs" + (" WHERE command=?" if command else "") + " ORDER BY id"
     return [dict(row) for row in workspace.query(sql, (command,) if command else ())]
+
+
+def mark_interrupted(workspace: Workspace, command: str) -> int:
+    """Runs of `command` still marked running; call only while holding that command's job lock."""
+    with workspace.transaction() as db:
+        cursor = db.execute(
+            "UPDATE runs SET status='interrupted' WHERE command=? AND status='running'", (command,))
+        return cursor.rowcount
+
+
+RECENT_RUNS_SHOWN = 5
+
+
+def status_section(workspace: Workspace) -> dict:
+    counts: dict[str, dict[str, int]] = {}
+    for row in workspace.query("SELECT command, status, COUNT(*) AS n FROM runs GROUP BY command, status"):
+        counts.setdefault(row["command"], {})[row["status"]] = row["n"]
+    recent = [
+        {"id": row["id"], "command": row["command"], "status": row["status"], "started_at": row["started_at"],
+         "finished_at": row["finished_at"], "summary": json.loads(row["summary_json"]) if row["summary_json"] else None}
+        for row in workspace.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (RECENT_RUNS_SHOWN,))
+    ]
+    return {"by_command": counts, "recent": recent}

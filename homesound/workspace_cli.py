@@ -1,0 +1,117 @@
+"""Commands on the workspace as a whole: `homesound status` and `homesound export`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from homesound.errors import HomesoundError
+
+SHOWN_LIST_ITEMS = 20
+
+
+def register(subcommands: argparse._SubParsersAction) -> None:
+    status = subcommands.add_parser(
+        "status", help="what a workspace holds: recordings, hours, failures, embedders, runs, ...",
+        description="One section per workspace component (recordings, runs, and what later stages add).")
+    status.add_argument("--workspace", required=True, metavar="home.db")
+    status.add_argument("--json", action="store_true", help="machine-readable, complete (no list is shortened)")
+    status.set_defaults(handler=run_status)
+
+    export = subcommands.add_parser(
+        "export", help="workspace contents -> files for use elsewhere (embeddings as Parquet)",
+        description="--out X.parquet: one row per 0.96 s example with path, content_sha256, embedder_id, "
+                    "start_seconds, embedding (128 uint8, AudioSet's quantization: float = uint8/255*4-2) and "
+                    "the recording's duration, sample rate, channels and format.")
+    export.add_argument("--workspace", required=True, metavar="home.db")
+    # What to export: one option per kind of export (later stages add theirs to this group).
+    modes = export.add_mutually_exclusive_group(required=True)
+    modes.add_argument("--out", metavar="embeddings.parquet", help="per-second embeddings of all recordings")
+    export.add_argument("--embedder", metavar="ID", help="only this embedder's embeddings (default: all)")
+    export.add_argument("--raw", action="store_true",
+                        help="add raw_embedding (float32; needs recordings embedded with --keep-raw)")
+    export.set_defaults(handler=run_export)
+
+
+def open_existing(path: str):
+    """A workspace that must exist already (reading commands never create one by a typo)."""
+    from homesound.workspace import Workspace
+
+    if not Path(path).is_file():
+        raise HomesoundError(f"no workspace at {path}; create one with `homesound embed ... --workspace {path}`")
+    return Workspace(path)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from homesound.workspace.status import workspace_status
+
+    with open_existing(args.workspace) as workspace:
+        sections = workspace_status(workspace)
+    if args.json:
+        print(json.dumps(sections, indent=2, sort_keys=True, default=str))
+    else:
+        print("\n".join(render_status(sections)))
+    return 0
+
+
+def render_status(sections: dict) -> list[str]:
+    """Readable text for any JSON-ready sections: nested keys indent, long lists are shortened."""
+    lines: list[str] = []
+    for name, section in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(_render(section, "  "))
+    return lines
+
+
+def _render(value, indent: str) -> list[str]:
+    lines = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                lines.append(f"{indent}{key}:")
+                lines.extend(_render(item, indent + "  "))
+            else:
+                lines.append(f"{indent}{key}: {_scalar(item)}")
+    elif isinstance(value, list):
+        for item in value[:SHOWN_LIST_ITEMS]:
+            if isinstance(item, dict):
+                lines.append(f"{indent}- " + ", ".join(f"{key}={text}" for key, text in _flat(item)))
+            else:
+                lines.append(f"{indent}- {_scalar(item)}")
+        if len(value) > SHOWN_LIST_ITEMS:
+            lines.append(f"{indent}... and {len(value) - SHOWN_LIST_ITEMS} more (--json lists all)")
+    return lines
+
+
+def _flat(item: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """One line for a list entry: nested dicts one level deep, lists by their length."""
+    pairs = []
+    for key, value in item.items():
+        if isinstance(value, dict) and not prefix:
+            pairs.extend(_flat(value, f"{key}."))
+        elif isinstance(value, (list, dict)):
+            pairs.append((prefix + key, str(len(value))))
+        else:
+            pairs.append((prefix + key, _scalar(value)))
+    return pairs
+
+
+def _scalar(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if value in ({}, []):
+        return "none"
+    return str(value)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from embed.export import export_embeddings_parquet
+
+    with open_existing(args.workspace) as workspace:
+        summary = export_embeddings_parquet(workspace, args.out, embedder_id=args.embedder, with_raw=args.raw)
+    if not summary.rows and args.embedder:
+        print(f"note: no embeddings by {args.embedder} in {args.workspace}")
+    print(f"{summary.rows} rows from {summary.recordings} recordings "
+          f"({', '.join(summary.embedders) or 'no embedder'}) -> {args.out}")
+    return 0
