@@ -17,7 +17,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     _register_export(subcommands)
 
 
-def _add_vggish_options(parser: argparse.ArgumentParser) -> None:
+def _add_vggish_options(parser) -> None:
     from embed.cli import PCA_HELP, VGGISH_HELP
 
     parser.add_argument("--vggish", metavar="SOURCE",
@@ -81,22 +81,23 @@ def _register_listen(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _register_export(subcommands: argparse._SubParsersAction) -> None:
-    export = subcommands.add_parser(
-        "export", help="export for elsewhere: --hub DIR writes the light runtime for a smart-home hub",
-        description="--hub DIR: VGGish as TFLite (float32, plus --quantize variants with their embedding error "
-                    "against float32 measured and reported), the PCA parameters and the detector for numpy, so "
-                    "homesound listen --hub DIR runs with numpy and ai-edge-litert only.",
-    )
-    modes = export.add_mutually_exclusive_group(required=True)
-    modes.add_argument("--hub", metavar="DIR", help="write the hub runtime directory")
-    export.add_argument("--model", metavar="MODEL.pt", help="the causal detector to export (with --hub)")
-    export.add_argument("--quantize", default="", metavar="VARIANTS",
-                        help="comma-separated extra VGGish variants: float16, dynamic (int8 weights), "
-                             "int8 (int8 weights and activations, calibrated)")
-    export.add_argument("--calibration-audio", nargs="+", default=[], metavar="FILE",
-                        help="home audio to calibrate int8 and to measure the errors on (default: synthetic)")
-    _add_vggish_options(export)
-    export.set_defaults(handler=run_export)
+    """`homesound export` belongs to the workspace (--out); the hub runtime is one more kind of export."""
+    export = subcommands.choices["export"]
+    export.description += (" --hub DIR: VGGish as TFLite and the detector for numpy, for homesound listen --hub DIR "
+                           "on a box without TensorFlow or torch.")
+    export.modes.add_argument("--hub", metavar="DIR", help="the light runtime for a smart-home hub: VGGish as "
+                              "TFLite (+ --quantize variants, their embedding error measured) and the detector "
+                              "for numpy, so homesound listen --hub DIR needs neither TensorFlow nor torch")
+    hub = export.add_argument_group("--hub DIR")
+    hub.add_argument("--model", metavar="MODEL.pt", help="the causal detector to run on the hub")
+    hub.add_argument("--quantize", default="", metavar="VARIANTS",
+                     help="comma-separated extra VGGish variants: float16, dynamic (int8 weights), "
+                          "int8 (int8 weights and activations, calibrated)")
+    hub.add_argument("--calibration-audio", nargs="+", default=[], metavar="FILE",
+                     help="home audio to calibrate int8 and to measure the errors on (default: synthetic)")
+    _add_vggish_options(hub)
+    workspace_export = export.get_default("handler")
+    export.set_defaults(handler=lambda args: run_export_hub(args) if args.hub else workspace_export(args))
 
 
 # --- listen -----------------------------------------------------------------------------------------------
@@ -239,14 +240,7 @@ def _start_workspace_run(args, runtime: _Runtime, source: str, settings) -> _Wor
 # --- export -----------------------------------------------------------------------------------------------
 
 
-def run_export(args: argparse.Namespace) -> int:
-    """One handler for every export mode (they are mutually exclusive options of one command)."""
-    if args.hub:
-        return _export_hub(args)
-    raise HomesoundError("choose what to export: --hub DIR")
-
-
-def _export_hub(args: argparse.Namespace) -> int:
+def run_export_hub(args: argparse.Namespace) -> int:
     from classify.detector import Detector
     from embed.vggish import EmbedderConfig, load_embedder
     from hub.bundle import export_hub
