@@ -217,8 +217,7 @@ def main() -> None:
     runs += [("hub", variant, 1, 0) for variant in args.variants.split(",") if variant]
     for kind, variant, threads, soak in runs:
         print(f"measuring {kind} {variant} ({threads} threads) ...", flush=True)
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="2", TF_NUM_INTRAOP_THREADS="2",
-                   TF_NUM_INTEROP_THREADS="1")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OPENBLAS_NUM_THREADS="1")  # as homesound listen sets
         done = subprocess.run([sys.executable, __file__, "--worker", kind, "--variant", variant, "--threads",
                                str(threads), "--soak-passes", str(soak), "--files", json.dumps(files),
                                "--realtime-seconds", str(args.realtime_seconds)],

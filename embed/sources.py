@@ -496,7 +496,8 @@ class SourceReader:
     def stop(self) -> None:
         self._stop.set()
         self._close_stream()
-        self._thread.join(timeout=2.0)  # a read blocked on a pipe cannot be interrupted: daemon thread
+        if self._thread.ident is not None:
+            self._thread.join(timeout=2.0)  # a read blocked on a pipe cannot be interrupted: daemon thread
 
     def next(self, timeout: float) -> Block | SourceStatus | None:
         """The next item, or a 'stalled' status once no audio came for stall_seconds, or None."""

@@ -104,6 +104,11 @@ def _register_export(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_listen(args: argparse.Namespace) -> int:
+    import os
+
+    # numpy's BLAS threads would fight VGGish for the cores over matrices too small to gain from them
+    # (3-4x slower on two busy cores); set before numpy is first imported, a user's own setting wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import signal
     import threading
 

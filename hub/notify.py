@@ -74,6 +74,10 @@ class HomeAssistantMqtt(Sink):
     """One binary_sensor per class, under one device named after the node."""
 
     def __init__(self, settings: MqttSettings, source: str):
+        try:
+            import paho.mqtt.client  # noqa: F401  (checked here: before any audio is read)
+        except ImportError:
+            raise HomesoundError("--mqtt needs paho-mqtt: pip install paho-mqtt") from None
         self.settings = settings
         self.source = source
         self.node = topic_safe(settings.node_id)

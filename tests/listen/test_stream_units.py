@@ -231,3 +231,33 @@ def test_reader_stops_promptly_even_with_a_blocked_pipe():
     stopper.join(timeout=5)
     assert not stopper.is_alive() and time.monotonic() - started < 4
     os.close(write_end)
+
+
+# --- notification settings --------------------------------------------------------------------------------------
+
+
+def test_mqtt_urls_and_names(monkeypatch):
+    from homesound.errors import HomesoundError
+    from hub.notify import MqttSettings, topic_safe
+
+    monkeypatch.setenv("HOMESOUND_MQTT_PASSWORD", "from-env")
+    plain = MqttSettings.from_url("mqtt://hub:p%40ss@broker.local:1884", node_id="kitchen")
+    assert (plain.host, plain.port, plain.username, plain.password, plain.tls) == \
+        ("broker.local", 1884, "hub", "p@ss", False)
+    secure = MqttSettings.from_url("mqtts://user@broker.local")
+    assert (secure.port, secure.tls, secure.password) == (8883, True, "from-env")
+    with pytest.raises(HomesoundError, match="mqtt://"):
+        MqttSettings.from_url("http://broker.local")
+    assert topic_safe("baby crying/room #2") == "baby_crying_room_2"
+
+
+def test_export_kinds_are_mutually_exclusive(tmp_path, capsys):
+    from homesound.cli import main
+
+    with pytest.raises(SystemExit) as raised:
+        main(["export", "--hub", str(tmp_path / "hub"), "--out", str(tmp_path / "x.parquet")])
+    assert raised.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    assert main(["export", "--hub", str(tmp_path / "hub")]) == 2
+    assert "--hub needs --model" in capsys.readouterr().err
+    assert main(["export", "--out", str(tmp_path / "x.parquet")]) == 2
+    assert "--out needs --workspace" in capsys.readouterr().err
