@@ -18,6 +18,7 @@ STAGE_CLI_MODULES = (
     "audioset_fetch.cli",
     "classify.cli",
     "active_learning.cli",
+    "hub.cli",
 )
 
 EXIT_USER_ERROR = 2

@@ -23,6 +23,7 @@ COMPONENT_MODULES = (
     "homesound.workspace.training_data",
     "homesound.workspace.classify",
     "homesound.workspace.active_learning",
+    "homesound.workspace.listen",
 )
 
 BUSY_TIMEOUT_SECONDS = 30.0
