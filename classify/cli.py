@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from pathlib import Path
 
 from homesound.errors import AudioDecodeError, HomesoundError
+
+WORKSPACE_BATCH = 16  # recordings run through the model together (memory: a few MB per hour each)
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -43,7 +46,8 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
     fitting.add_argument("--learning-rate", type=float, default=3e-3)
     fitting.add_argument("--validation-fraction", type=float, default=0.2)
     fitting.add_argument("--seed", type=int, default=0)
-    fitting.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
+    fitting.add_argument("--threads", type=int, default=1,
+                         help="CPU threads for torch (default 1: faster for this small model on a shared machine)")
     fitting.add_argument("--target-precision", type=float,
                          help="calibrate each threshold for this precision (default: best F1)")
     fitting.add_argument("--train-splits", default="train", help="comma-separated splits to train on (default train)")
@@ -115,8 +119,6 @@ def _split_list(text: str | None) -> tuple[str, ...]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from classify.config import ModelConfig, TrainConfig
     from classify.plots import training_curves
     from classify.training import train_detector
@@ -150,8 +152,10 @@ def run_train(args: argparse.Namespace) -> int:
                 + "; import AudioSet segments (homesound audioset import) or pull labels (homesound pull) first"
             )
         provenance = {e: embedder_provenance(workspace, e) for e in sorted({s.embedder_id for s in sequences})}
-        run_id = start_run(workspace, "train", {"model": model_config, "training": train_config,
-                                                "embedder": args.embedder, "out": str(out)})
+        run_id = start_run(workspace, "train", {"model": dataclasses.asdict(model_config),
+                                                "training": dataclasses.asdict(train_config),
+                                                "embedder": args.embedder, "mix_embedders": args.mix_embedders,
+                                                "out": str(out)})
         try:
             detector = train_detector(
                 sequences, model_config, train_config, classes=_split_list(args.classes) or None,
@@ -196,6 +200,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from classify.detector import Detector
     from classify.evaluation import evaluate_detector, summary_table, write_report
     from homesound.workspace import Workspace
+    from homesound.workspace.runs import finish_run, start_run
     from homesound.workspace.training_data import iter_labeled_sequences
 
     detector = Detector.load(args.model)
@@ -204,19 +209,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
     with Workspace(args.workspace) as workspace:
         candidates = [s for s in iter_labeled_sequences(workspace, args.split)
                       if args.split is not None or s.split not in trained_on]
-    sequences = [s for s in candidates if s.embedder_id in detector.embedder_ids]
-    skipped = len(candidates) - len(sequences)
-    if not sequences:
-        where = f"split {args.split!r}" if args.split else f"splits other than {sorted(trained_on)}"
-        raise HomesoundError(
-            f"no labeled sequences in {where} with embeddings from {', '.join(detector.embedder_ids)}"
-            + (f" ({skipped} from other embedders)" if skipped else "")
-        )
-    evaluation = evaluate_detector(detector, sequences, settings)
-    written = write_report(evaluation, args.report, extra={
-        "model": str(args.model), "split": args.split or "held-out",
-        "skipped_other_embedders": skipped,
-    })
+        sequences = [s for s in candidates if s.embedder_id in detector.embedder_ids]
+        skipped = len(candidates) - len(sequences)
+        if not sequences:
+            where = f"split {args.split!r}" if args.split else f"splits other than {sorted(trained_on)}"
+            raise HomesoundError(
+                f"no labeled sequences in {where} with embeddings from {', '.join(detector.embedder_ids)}"
+                + (f" ({skipped} from other embedders)" if skipped else "")
+            )
+        config = {"model": str(args.model), "split": args.split or "held-out", "events": dataclasses.asdict(settings),
+                  "report": str(args.report)}
+        run_id = start_run(workspace, "evaluate", config)
+        try:
+            evaluation = evaluate_detector(detector, sequences, settings)
+            written = write_report(evaluation, args.report,
+                                   extra={**config, "run_id": run_id, "skipped_other_embedders": skipped})
+        except BaseException as error:
+            finish_run(workspace, run_id, "failed", {"error": str(error)})
+            raise
+        finish_run(workspace, run_id, "done", {"mean_average_precision": evaluation.report["mean_average_precision"],
+                                              "sequences": evaluation.report["sequences"]})
     print(summary_table(evaluation.report))
     if skipped:
         print(f"({skipped} sequences from other embedders were skipped)")
@@ -225,7 +237,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    from classify.detection import check_output_path, events_per_class, events_table, write_events
+    from classify.detection import (
+        check_output_path,
+        events_per_class,
+        events_table,
+        write_events,
+    )
     from classify.detector import Detector
 
     if bool(args.files) == bool(args.workspace):
@@ -264,13 +281,15 @@ def _detect_files(args, detector, settings):
             print(f"homesound detect: skipped {error}", file=sys.stderr)
             continue
         embedding = embeddings.embedding if detector.input_encoding == "audioset_uint8" else embeddings.raw_embedding
-        probabilities, events = detect_events(detector, embedding, embeddings.embedder_id, settings)
+        ((probabilities, events),) = detect_events(detector, [embedding], embeddings.embedder_id, settings)
         detections.append(RecordingDetection(str(name), None, probabilities, events))
         _timeline(args, detector, detections[-1], settings)
     return detections, failures
 
 
 def _detect_workspace(args, detector, settings):
+    from itertools import islice
+
     from tqdm.auto import tqdm
 
     from classify.detection import RecordingDetection, detect_events
@@ -281,32 +300,32 @@ def _detect_workspace(args, detector, settings):
 
     raw = detector.input_encoding == "raw_float32"
     detections = []
-    with Workspace(args.workspace) as workspace:
+    # Embeddings are read lazily through a second connection, so committing detections never
+    # touches the open SELECT; with WAL the reader keeps its snapshot.
+    with Workspace(args.workspace) as workspace, Workspace(args.workspace) as reader:
         model_id = register_model(
             workspace, path=str(Path(args.model).resolve()), sha256=_sha256(args.model),
             config={"model": vars(detector.config)}, classes=detector.classes, thresholds=detector.thresholds,
             embedder_ids=detector.embedder_ids, metrics=detector.metrics,
         )
-        run_id = start_run(workspace, "detect", {"model_id": model_id, "events": settings})
-        done: dict[str, RecordingDetection] = {}
+        run_id = start_run(workspace, "detect", {"model_id": model_id, "events": dataclasses.asdict(settings)})
+        done: dict[str, RecordingDetection] = {}  # by content: the same audio under two paths is done once
         try:
             for embedder_id in detector.embedder_ids:
-                rows = iter_embedded_recordings(workspace, embedder_id, with_raw=raw)
-                for recording, stored in tqdm(rows, desc="detect", unit="recording"):
-                    if stored.content_sha256 in done:  # the same content under another path
+                rows = iter(tqdm(iter_embedded_recordings(reader, embedder_id, with_raw=raw), desc="detect",
+                                 unit="recording"))  # one iterator: islice on the bar itself restarts it
+                while batch := list(islice(rows, WORKSPACE_BATCH)):
+                    fresh = {stored.content_sha256: (recording, stored) for recording, stored in batch
+                             if stored.content_sha256 not in done}
+                    embeddings = [_stored_input(recording, stored, raw) for recording, stored in fresh.values()]
+                    hops = [stored.hop_seconds for _, stored in fresh.values()]
+                    results = detect_events(detector, embeddings, embedder_id, settings, hops)
+                    for (content, (recording, stored)), (probabilities, events) in zip(fresh.items(), results):
+                        replace_detections(workspace, model_id, content, events, len(probabilities), run_id)
+                        done[content] = RecordingDetection(recording.path, content, probabilities, events)
+                        _timeline(args, detector, done[content], settings)
+                    for recording, stored in batch:
                         detections.append(RecordingDetection(recording.path, *_tail(done[stored.content_sha256])))
-                        continue
-                    embedding = stored.raw_embedding if raw else stored.embedding
-                    if embedding is None:
-                        raise HomesoundError(f"{recording.path}: no raw float32 embedding stored; this detector "
-                                             "needs raw embeddings (re-embed keeping them)")
-                    probabilities, events = detect_events(detector, embedding, embedder_id, settings,
-                                                          stored.hop_seconds)
-                    replace_detections(workspace, model_id, stored.content_sha256, events, len(embedding), run_id)
-                    done[stored.content_sha256] = RecordingDetection(recording.path, stored.content_sha256,
-                                                                     probabilities, events)
-                    detections.append(done[stored.content_sha256])
-                    _timeline(args, detector, detections[-1], settings)
         except BaseException as error:
             finish_run(workspace, run_id, "failed", {"error": str(error), "recordings": len(done)})
             raise
@@ -316,6 +335,15 @@ def _detect_workspace(args, detector, settings):
         raise HomesoundError(f"workspace {args.workspace} has no recordings embedded by "
                              f"{', '.join(detector.embedder_ids)}; run homesound embed with the same VGGish first")
     return detections
+
+
+def _stored_input(recording, stored, raw: bool):
+    if not raw:
+        return stored.embedding
+    if stored.raw_embedding is None:
+        raise HomesoundError(f"{recording.path}: no raw float32 embedding stored; this detector needs raw "
+                             "embeddings (re-embed keeping them)")
+    return stored.raw_embedding
 
 
 def _tail(detection):

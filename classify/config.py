@@ -55,7 +55,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     validation_fraction: float = 0.2  # of the training groups (source recordings), never of clips
     seed: int = 0
-    num_threads: int = 2
+    # One torch thread: this small GRU gains little from two, and with any other process on a
+    # 2-core machine two threads spin-wait (measured 10x slower; benchmarks/train_speed.py).
+    num_threads: int = 1
     max_pos_weight: float = 50.0  # caps the imbalance correction for very rare classes
     weak_loss_weight: float = 1.0
     strong_loss_weight: float = 1.0

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -29,14 +29,18 @@ class RecordingDetection:
 
 def detect_events(
     detector: Detector,
-    embedding: np.ndarray,
+    embeddings: Sequence[np.ndarray],
     embedder_id: str,
     settings: EventSettings,
-    hop_seconds: float = HOP_SECONDS,
-) -> tuple[np.ndarray, list[Event]]:
-    probabilities = detector.probabilities(embedding, embedder_id)
-    events = extract_events(probabilities, detector.classes, settings.rules(detector.thresholds), hop_seconds)
-    return probabilities, events
+    hop_seconds: Sequence[float] | None = None,
+) -> list[tuple[np.ndarray, list[Event]]]:
+    """(probabilities [T, C], events) of each recording; recordings are batched through the model."""
+    rules = settings.rules(detector.thresholds)
+    hops = hop_seconds or [HOP_SECONDS] * len(embeddings)
+    return [
+        (probabilities, extract_events(probabilities, detector.classes, rules, hop))
+        for probabilities, hop in zip(detector.probabilities_many(embeddings, embedder_id), hops)
+    ]
 
 
 def check_output_path(path: str | Path) -> Path:

@@ -12,21 +12,23 @@ import datetime as _dt
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from classify.config import ModelConfig, TrainConfig
-from classify.model import RecurrentState, SequenceDetector, dequantize
+from classify.model import RecurrentState, SequenceDetector, dequantize, torch_threads
 from homesound import __version__
 from homesound.errors import HomesoundError, ProvenanceMismatchError
 
 MODEL_FORMAT = "homesound-detector"
 MODEL_FORMAT_VERSION = 1
 INFERENCE_BATCH = 64
+INFERENCE_THREADS = 1
 
 
 @dataclass
@@ -78,7 +80,7 @@ class Detector:
         features = [self.model_input(embedding, embedder_id) for embedding in embeddings]
         return predict_features(self.model, features)
 
-    def stream(self) -> "StreamingDetector":
+    def stream(self) -> StreamingDetector:
         return StreamingDetector(self)
 
     def to_dict(self) -> dict:
@@ -86,7 +88,7 @@ class Detector:
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
             "homesound_version": __version__,
-            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "state_dict": {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()},
             "model_config": _plain(self.config),
             "offline_only": not self.streamable,
@@ -112,7 +114,7 @@ class Detector:
         return file_sha256(path)
 
     @classmethod
-    def from_dict(cls, stored: dict) -> "Detector":
+    def from_dict(cls, stored: dict) -> Detector:
         if stored.get("format") != MODEL_FORMAT:
             raise HomesoundError("not a homesound detector file")
         if stored.get("format_version", 0) > MODEL_FORMAT_VERSION:
@@ -136,7 +138,7 @@ class Detector:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike, embedder_id: str | None = None) -> "Detector":
+    def load(cls, path: str | os.PathLike, embedder_id: str | None = None) -> Detector:
         """Load a model file; with embedder_id, refuse it unless it was trained on that embedder."""
         path = Path(path)
         if not path.is_file():
@@ -171,7 +173,9 @@ class StreamingDetector:
         """embeddings [n, D] (or one [D]) -> probabilities [n, C] (or [C])."""
         single = embeddings.ndim == 1
         features = self.detector.model_input(embeddings[None] if single else embeddings, embedder_id)
-        with torch.inference_mode():
+        if not len(features):
+            return np.zeros((0, len(self.detector.classes)), dtype=np.float32)
+        with torch.inference_mode(), torch_threads(INFERENCE_THREADS):
             logits, self.state = self.detector.model.advance(torch.from_numpy(features)[None], self.state)
         probabilities = torch.sigmoid(logits[0]).numpy()
         return probabilities[0] if single else probabilities
@@ -183,9 +187,10 @@ class StreamingDetector:
 def predict_features(model: SequenceDetector, features: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Per-second probabilities for model-ready float32 sequences, in their order."""
     model.eval()
-    results: list[np.ndarray | None] = [None] * len(features)
-    order = np.argsort([len(f) for f in features], kind="stable")
-    with torch.inference_mode():
+    empty = np.zeros((0, len(model.config.classes)), dtype=np.float32)  # shorter than one 0.96 s frame
+    results: list[np.ndarray] = [empty] * len(features)
+    order = np.array([i for i in np.argsort([len(f) for f in features], kind="stable") if len(features[i])])
+    with torch.inference_mode(), torch_threads(INFERENCE_THREADS):
         for start in range(0, len(order), INFERENCE_BATCH):
             chunk = order[start:start + INFERENCE_BATCH]
             lengths = np.array([len(features[i]) for i in chunk])
@@ -197,7 +202,7 @@ def predict_features(model: SequenceDetector, features: Sequence[np.ndarray]) ->
             probabilities = torch.sigmoid(logits).numpy()
             for row, i in enumerate(chunk):
                 results[i] = probabilities[row, : lengths[row]]
-    return results  # type: ignore[return-value]
+    return results
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -13,17 +13,25 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from classify.config import EventSettings
 from classify.data import EncodedSequences, encode
-from classify.detector import Detector
+from classify.detector import INFERENCE_THREADS, Detector
 from classify.events import EventRule, extract_events
-from classify.training import Predictions, class_metrics, mean_average_precision, predict, scored_pairs
+from classify.model import torch_threads
+from classify.training import (
+    Predictions,
+    class_metrics,
+    mean_average_precision,
+    predict,
+    scored_pairs,
+)
 from homesound.errors import HomesoundError
 from homesound.sequences import LabeledSequence
 
@@ -60,8 +68,9 @@ class Evaluation:
 
 
 def evaluate_detector(
-    detector: Detector, sequences: Sequence[LabeledSequence], settings: EventSettings = EventSettings()
+    detector: Detector, sequences: Sequence[LabeledSequence], settings: EventSettings | None = None
 ) -> Evaluation:
+    settings = settings or EventSettings()
     if not sequences:
         raise HomesoundError("no labeled sequences to evaluate on; choose another --split or label some audio")
     for embedder_id in sorted({s.embedder_id for s in sequences}):
@@ -72,7 +81,8 @@ def evaluate_detector(
             f"the detector expects {detector.input_encoding} embeddings but these are {data.input_encoding}"
         )
     indices = np.arange(len(data))
-    predictions, _ = predict(detector.model, data, indices, EVALUATION_BATCH)
+    with torch_threads(INFERENCE_THREADS):
+        predictions, _ = predict(detector.model, data, indices, EVALUATION_BATCH)
     scores = class_metrics(data, indices, predictions, detector.thresholds)
     rules = settings.rules(detector.thresholds)
     report_classes: dict[str, Any] = {}
@@ -178,7 +188,7 @@ def psds(label: str, stretches: Sequence[Stretch]) -> float:
         frame[label] = stretch.probabilities.astype(np.float32)
         scores[stretch.audio_id] = frame
     durations = {s.audio_id: s.duration for s in stretches}
-    value, per_class, _, _ = intersection_based.psds(scores, ground_truth, durations, **PSDS_CRITERIA)
+    _value, per_class, _, _ = intersection_based.psds(scores, ground_truth, durations, **PSDS_CRITERIA)
     return float(per_class[label])
 
 

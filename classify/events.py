@@ -11,8 +11,8 @@ frames it was computed from, and event times are whole multiples of the hop from
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 

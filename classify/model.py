@@ -7,7 +7,8 @@ the model that listens live.
 
 from __future__ import annotations
 
-from typing import Union
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ RAW_FLOAT32 = "raw_float32"  # the embedder's float output before quantization, 
 INPUT_ENCODINGS = (AUDIOSET_UINT8, RAW_FLOAT32)
 
 # GRU carries one tensor of state, LSTM a pair (h, c).
-RecurrentState = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
+RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 _POOLING_EPSILON = 1e-7
 # The 256 dequantized values, computed in float64 so that each is the nearest float32.
@@ -130,3 +131,18 @@ def _valid_frames(batch: int, frames: int, lengths: torch.Tensor | None, device:
     if lengths is None:
         return torch.ones(batch, frames, dtype=torch.bool, device=device)
     return torch.arange(frames, device=device).unsqueeze(0) < lengths.to(device).unsqueeze(1)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run torch with `count` CPU threads, then restore the previous setting.
+
+    This network is small: a second thread gains little and, when another process shares a
+    2-core machine, spin-waits (measured 5-10x slower in benchmarks/train_speed.py and detect_speed.py).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

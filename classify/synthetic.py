@@ -7,7 +7,7 @@ they are planted — and nowhere else, which is what a shuffled-labels control r
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

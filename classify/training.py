@@ -6,8 +6,9 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,8 +27,14 @@ from classify.data import (
     summarize,
 )
 from classify.detector import Detector
-from classify.metrics import average_precision, calibrate_threshold, nan_mean, precision_recall_f1, roc_auc
-from classify.model import SequenceDetector
+from classify.metrics import (
+    average_precision,
+    calibrate_threshold,
+    nan_mean,
+    precision_recall_f1,
+    roc_auc,
+)
+from classify.model import SequenceDetector, torch_threads
 from homesound.errors import HomesoundError
 from homesound.sequences import LabeledSequence
 
@@ -161,7 +168,7 @@ def class_metrics(
             if not len(targets):
                 continue
             entry = {
-                "labels": int(len(targets)),
+                "labels": len(targets),
                 "positives": int((targets > 0.5).sum()),
                 "average_precision": average_precision(scores, targets),
                 "roc_auc": roc_auc(scores, targets),
@@ -218,14 +225,9 @@ def train_detector(
     data = encode(cut_into_windows(usable, train_config.window_frames), classes)
     train_indices, validation_indices = split_by_group(data, train_config.validation_fraction, train_config.seed)
 
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(train_config.num_threads)
-    try:
+    with torch_threads(train_config.num_threads):
         model, history, best_epoch = _fit(data, train_indices, validation_indices, model_config, train_config, progress)
-    finally:
-        torch.set_num_threads(previous_threads)
-
-    validation, _ = predict(model, data, validation_indices, train_config.batch_size)
+        validation, _ = predict(model, data, validation_indices, train_config.batch_size)
     threshold_details = calibrate(data, validation_indices, validation, train_config.target_precision)
     thresholds = {name: detail["threshold"] for name, detail in threshold_details.items()}
     validation_metrics = class_metrics(data, validation_indices, validation, thresholds)
@@ -239,9 +241,9 @@ def train_detector(
         threshold_details=threshold_details,
         data_summary={
             **summarize(data, embedder_ids, usable),
-            "training_windows": int(len(train_indices)),
-            "validation_windows": int(len(validation_indices)),
-            "validation_groups": int(len(set(data.groups[i] for i in validation_indices))),
+            "training_windows": len(train_indices),
+            "validation_windows": len(validation_indices),
+            "validation_groups": len({data.groups[i] for i in validation_indices}),
         },
         metrics={
             "validation": validation_metrics,

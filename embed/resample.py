@@ -7,6 +7,9 @@ every rate_in / gcd input samples) and applies them as one matrix product per bl
 and signal-edge handling (zeros outside the signal) are resampy's; only the summation order
 differs, so results match to ~1e-15. Rates whose phase table would be huge fall back to
 resampy's kernel, fed the same absolute output times, which is bit-identical.
+
+resampy (and numba with it) is imported only when needed: a hub that is handed the filter table
+(`filter_table`, e.g. from its export directory) resamples common rates with numpy alone.
 """
 
 from __future__ import annotations
@@ -14,16 +17,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import resampy
-from resampy.filters import get_filter
-from resampy.interpn import resample_f_s
 
 MAX_PHASE_TABLE_ENTRIES = 4_000_000  # 32 MB of float64; odd rates beyond it use resampy's kernel
 GROUPS_PER_PRODUCT = 2048
 
 
 class StreamingResampler:
-    def __init__(self, rate_in: int, rate_out: int, filter_name: str = "kaiser_best"):
+    def __init__(self, rate_in: int, rate_out: int, filter_name: str = "kaiser_best",
+                 filter_table: tuple[np.ndarray, int] | None = None):
+        """filter_table: (half window, precision) of `filter_name` as resampy stores it; None: ask resampy."""
         if rate_in <= 0 or rate_out <= 0:
             raise ValueError(f"sample rates must be positive, got {rate_in} -> {rate_out}")
         self.rate_in, self.rate_out = int(rate_in), int(rate_out)
@@ -33,7 +35,7 @@ class StreamingResampler:
         if self.passthrough:
             return
         sample_ratio = float(self.rate_out) / self.rate_in
-        window, self._precision, _ = get_filter(filter_name)
+        window, self._precision = filter_table if filter_table is not None else load_filter_table(filter_name)
         if sample_ratio < 1:
             window = sample_ratio * window
         self._window = window
@@ -102,6 +104,8 @@ class StreamingResampler:
         return np.concatenate(pieces)
 
     def _by_kernel(self, start: int, stop: int) -> np.ndarray:
+        from resampy.interpn import resample_f_s
+
         times = np.arange(start, stop) * self._time_increment - self._buffer_start
         output = np.zeros(stop - start, dtype=np.float64)
         resample_f_s(self._buffer, times, self._window, self._window_delta, self._precision, self._scale, output)
@@ -127,6 +131,15 @@ class StreamingResampler:
         return table
 
 
+def load_filter_table(filter_name: str) -> tuple[np.ndarray, int]:
+    from resampy.filters import get_filter
+
+    window, precision, _ = get_filter(filter_name)
+    return window, precision
+
+
 def resample_whole(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
     """The reference: resampy on the whole signal (used by tests and the reference benchmark)."""
+    import resampy
+
     return resampy.resample(np.asarray(samples, dtype=np.float64), rate_in, rate_out)

@@ -17,6 +17,7 @@ STAGE_CLI_MODULES = (
     "audioset_fetch.cli",
     "classify.cli",
     "active_learning.cli",
+    "hub.cli",
     "homesound.workspace_cli",  # status, export: the workspace as a whole
 )
 

@@ -24,10 +24,12 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         description="--out X.parquet: one row per 0.96 s example with path, content_sha256, embedder_id, "
                     "start_seconds, embedding (128 uint8, AudioSet's quantization: float = uint8/255*4-2) and "
                     "the recording's duration, sample rate, channels and format.")
-    export.add_argument("--workspace", required=True, metavar="home.db")
-    # What to export: one option per kind of export (later stages add theirs to this group).
+    export.add_argument("--workspace", metavar="home.db", help="the workspace to export from (with --out)")
+    # What to export: one option per kind of export; later stages add theirs to this group (export.modes)
+    # and wrap the handler for their kind (see hub.cli).
     modes = export.add_mutually_exclusive_group(required=True)
     modes.add_argument("--out", metavar="embeddings.parquet", help="per-second embeddings of all recordings")
+    export.modes = modes
     export.add_argument("--embedder", metavar="ID", help="only this embedder's embeddings (default: all)")
     export.add_argument("--raw", action="store_true",
                         help="add raw_embedding (float32; needs recordings embedded with --keep-raw)")
@@ -107,6 +109,9 @@ def _scalar(value) -> str:
 
 def run_export(args: argparse.Namespace) -> int:
     from embed.export import export_embeddings_parquet
+
+    if not args.workspace:
+        raise HomesoundError("--out needs --workspace home.db (the workspace whose embeddings to export)")
 
     with open_existing(args.workspace) as workspace:
         summary = export_embeddings_parquet(workspace, args.out, embedder_id=args.embedder, with_raw=args.raw)

@@ -9,8 +9,16 @@ import numpy as np
 
 from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
 from homesound.workspace import Workspace
-from homesound.workspace.recordings import StoredEmbedding, register_embedder, save_recording
-from homesound.workspace.training_data import StrongLabel, split_of_recording, upsert_strong_labels
+from homesound.workspace.recordings import (
+    StoredEmbedding,
+    register_embedder,
+    save_recording,
+)
+from homesound.workspace.training_data import (
+    StrongLabel,
+    split_of_recording,
+    upsert_strong_labels,
+)
 
 
 def content_hash(text: str) -> str:
@@ -45,11 +53,3 @@ def planted_workspace(path: Path, recordings: int = 40, seconds: int = 30, seed:
     assert splits == {"train", "test"}, "choose a seed that puts recordings in both splits"
     return truth
 
-
-def find_shared_data() -> Path:
-    """../shared/data beside the checkout (or /work/shared/data): real clips and AudioSet metadata."""
-    repository = Path(__file__).resolve().parents[1]
-    for candidate in (repository.parent / "shared" / "data", Path("/work/shared/data")):
-        if (candidate / "clips.csv").is_file():
-            return candidate
-    raise FileNotFoundError("../shared/data (real clips) is missing beside the checkout")

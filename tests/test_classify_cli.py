@@ -15,7 +15,7 @@ from homesound.workspace.runs import list_runs
 from homesound.workspace.training_data import split_of_recording
 from tests.classify_helpers import planted_workspace
 
-TRAIN_FAST = ["--epochs", "15", "--patience", "15", "--threads", "1", "--quiet",
+TRAIN_FAST = ["--epochs", "15", "--patience", "15", "--quiet",
               "--hidden-size", "32", "--projection-size", "32"]
 
 
@@ -136,3 +136,44 @@ def test_bidirectional_training_is_marked_offline_only(trained, tmp_path, capsys
     assert torch.load(model, weights_only=True)["offline_only"] is True
     with pytest.raises(Exception, match="offline only"):
         Detector.load(model).stream()
+
+
+def test_audioset_segments_and_household_labels_train_one_detector(tmp_path, capsys):
+    """Weak AudioSet segments (issue 4's store) and strong household labels in one workspace."""
+    from classify.synthetic import planted_sequences
+    from homesound.workspace import audioset
+    from homesound.workspace.recordings import register_embedder
+
+    workspace = tmp_path / "home.db"
+    planted_workspace(workspace, recordings=20, seconds=20, seed=0)
+    segments = planted_sequences(120, labels="weak", seed=5, classes=("laughter", "crying"))
+    with Workspace(workspace) as ws:
+        register_embedder(ws, audioset.EMBEDDER_ID, audioset.EMBEDDER_PROVENANCE)
+        audioset.use_target_mapping(ws, "m1", "{}", ("laughter", "crying"), lambda mids: (0, 0))
+        audioset.save_segments(ws, [
+            audioset.AudioSetSegment(
+                ytid=f"yt{i:04d}", start_ms=30_000, start_seconds=30.0, end_seconds=40.0,
+                split="eval" if i % 5 == 0 else "train", source_list="balanced_train_segments",
+                selection_role="positive", label_mids=(), targets=tuple(int(v) for v in s.clip_labels),
+                embedding=s.embedding,
+            ) for i, s in enumerate(segments)
+        ], "m1", None)
+    model = tmp_path / "both.pt"
+    train = ["train", "--workspace", str(workspace), "--out", str(model), *TRAIN_FAST]
+    assert main(train) == 2
+    assert "--mix-embedders" in capsys.readouterr().err
+    assert main([*train, "--mix-embedders"]) == 0
+    detector = Detector.load(model)
+    assert set(detector.embedder_ids) == {"audioset-release", "synthetic-planted-v1"}
+    assert detector.embedder_provenance["audioset-release"]["source"].startswith("AudioSet released features")
+    assert detector.data_summary["per_source_kind"]["audioset"] == 96  # the eval segments stay out
+    assert main(["evaluate", "--model", str(model), "--workspace", str(workspace),
+                 "--report", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["splits"] == ["eval", "test"]
+    crying = report["classes"]["crying"]
+    assert crying["clip"]["labels"] == 24 and crying["clip"]["average_precision"] > 0.8  # AudioSet eval
+    assert crying["frame"]["average_precision"] > 0.5 and "psds" in crying  # household test seconds (chance ~0.1)
+    assert main(["train", "--workspace", str(workspace), "--out", str(tmp_path / "a.pt"), "--embedder",
+                 "audioset-release", *TRAIN_FAST]) == 0
+    assert Detector.load(tmp_path / "a.pt").embedder_ids == ("audioset-release",)

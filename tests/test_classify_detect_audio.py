@@ -14,69 +14,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import soundfile
 
+from classify.clip_assembly import FRAME_SAMPLES, HOP_SECONDS, SAMPLE_RATE, assemble
 from homesound.cli import main
 from homesound.workspace import Workspace
-from homesound.workspace.recordings import StoredEmbedding, register_embedder, save_recording
+from homesound.workspace.recordings import (
+    StoredEmbedding,
+    register_embedder,
+    save_recording,
+)
 from homesound.workspace.training_data import StrongLabel, upsert_strong_labels
-from tests.classify_helpers import find_shared_data
 
-RATE = 16000
-FRAME_SAMPLES = 15360  # one 0.96 s embedding frame at 16 kHz: clips cut to whole frames never straddle
-HOP = 0.96
+HOP = HOP_SECONDS
 CLASSES = ("crying", "laughter")
 TRAINING_RECORDINGS = 5
-
-
-@dataclass(frozen=True)
-class Placed:
-    path: str
-    label: str
-    first_frame: int
-    frames: int
-
-    @property
-    def start(self) -> float:
-        return self.first_frame * HOP
-
-    @property
-    def end(self) -> float:
-        return (self.first_frame + self.frames) * HOP
-
-
-@pytest.fixture(scope="module")
-def random_vggish(tmp_path_factory):
-    """Random VGGish in Google's checkpoint format (only what detect needs: checkpoint + PCA)."""
-    from embed.random_weights import random_pca, random_weights, write_checkpoint
-
-    directory = tmp_path_factory.mktemp("vggish")
-    write_checkpoint(random_weights(0), directory / "vggish_model.ckpt")
-    np.savez(directory / "vggish_pca_params.npz", **random_pca(0))
-    return directory / "vggish_model.ckpt", directory / "vggish_pca_params.npz"
-
-
-def assemble(data: Path, rows: pd.DataFrame) -> tuple[np.ndarray, list[Placed]]:
-    """Clips back to back, each resampled to 16 kHz and cut to whole 0.96 s frames."""
-    from embed.resample import resample_whole
-
-    pieces, placed, frame = [], [], 0
-    for row in rows.itertuples():
-        samples, rate = soundfile.read(data / row.path, dtype="float64", always_2d=True)
-        mono = samples.mean(axis=1)
-        if rate != RATE:
-            mono = resample_whole(mono, rate, RATE)
-        frames = len(mono) // FRAME_SAMPLES
-        pieces.append(mono[: frames * FRAME_SAMPLES])
-        placed.append(Placed(row.path, row.label, frame, frames))
-        frame += frames
-    return np.concatenate(pieces), placed
 
 
 def choose(clips: pd.DataFrame, label: str, sources_part: int, count: int, seed: int) -> pd.DataFrame:
@@ -92,22 +48,20 @@ def choose(clips: pd.DataFrame, label: str, sources_part: int, count: int, seed:
 
 
 @pytest.fixture(scope="module")
-def long_recording_case(tmp_path_factory, random_vggish):
+def long_recording_case(tmp_path_factory, shared_data, vggish_files, checkpoint_embedder):
     from embed.pipeline import embed_waveform
-    from embed.vggish import load_embedder
 
-    data = find_shared_data()
+    data = shared_data
     clips = pd.read_csv(data / "clips.csv")
     directory = tmp_path_factory.mktemp("detect-audio")
-    checkpoint, pca = random_vggish
-    embedder = load_embedder(str(checkpoint), str(pca))
 
     # Training: clips of training sources, assembled into a few recordings (so the model sees events
     # begin and end), embedded in one pass, stored with per-second labels.
     training_rows = pd.concat([choose(clips, "crying", 0, 16, 1), choose(clips, "laughter", 0, 6, 1),
                                choose(clips, "noise", 0, 12, 1), choose(clips, "silence", 0, 6, 1)])
-    training_audio, training_placed = assemble(data, training_rows.sample(frac=1, random_state=2))
-    embedded = embed_waveform(training_audio, RATE, embedder)
+    training_rows = training_rows.sample(frac=1, random_state=2)
+    training_audio, training_placed = assemble(zip(data / training_rows.path, training_rows.label))
+    embedded = embed_waveform(training_audio, SAMPLE_RATE, checkpoint_embedder)
     workspace = directory / "home.db"
     with Workspace(workspace) as ws:
         register_embedder(ws, embedded.embedder_id, embedded.provenance)
@@ -115,16 +69,17 @@ def long_recording_case(tmp_path_factory, random_vggish):
             clips_of_part = training_placed[part::TRAINING_RECORDINGS]
             frames = np.concatenate([embedded.embedding[c.first_frame: c.first_frame + c.frames]
                                      for c in clips_of_part])
-            labels = [c.label for c in clips_of_part for _ in range(c.frames)]
+            labels = np.array([[float(c.label == target) for target in CLASSES]
+                               for c in clips_of_part for _ in range(c.frames)])
             content = hashlib.sha256(frames.tobytes()).hexdigest()
             save_recording(ws, path=f"training-{part}.wav", size=None, mtime_ns=None, content_sha256=content,
                            status="embedded",
                            embedding=StoredEmbedding(content, embedded.embedder_id, frames, None, HOP))
-            upsert_strong_labels(ws, [StrongLabel(content, second, target, float(label == target), "clips.csv")
-                                      for second, label in enumerate(labels) for target in CLASSES])
+            upsert_strong_labels(ws, [StrongLabel(content, second, target, float(labels[second, column]), "clips.csv")
+                                      for second in range(len(labels)) for column, target in enumerate(CLASSES)])
     model = directory / "detector.pt"
     assert main(["train", "--workspace", str(workspace), "--out", str(model), "--train-splits", "train,test",
-                 "--epochs", "30", "--patience", "8", "--threads", "1", "--quiet"]) == 0
+                 "--epochs", "30", "--patience", "8", "--quiet"]) == 0
 
     # The long household recording: background from test sources with crying and laughter placed in it.
     background = pd.concat([choose(clips, "noise", 1, 8, 3), choose(clips, "silence", 1, 5, 3)]).sample(
@@ -136,10 +91,11 @@ def long_recording_case(tmp_path_factory, random_vggish):
         order.append(row)
         if index % 2 == 1 and index // 2 < len(events):
             order.append(next(events.iloc[[index // 2]].itertuples(index=False)))
-    recording_audio, placed = assemble(data, pd.DataFrame(order))
+    order = pd.DataFrame(order)
+    recording_audio, placed = assemble(zip(data / order.path, order.label))
     recording = directory / "household.wav"
-    soundfile.write(recording, recording_audio, RATE, subtype="PCM_16")
-    return model, recording, placed, random_vggish, directory
+    soundfile.write(recording, recording_audio, SAMPLE_RATE, subtype="PCM_16")
+    return model, recording, placed, (vggish_files.checkpoint, vggish_files.pca), directory
 
 
 def test_detect_finds_planted_events_where_they_were_put(long_recording_case):
@@ -178,7 +134,7 @@ def test_detect_refuses_a_model_trained_on_other_embeddings(long_recording_case,
 
     _, recording, _, (checkpoint, pca), _ = long_recording_case
     foreign = tmp_path / "synthetic.pt"
-    train_detector(planted_sequences(40), train_config=TrainConfig(epochs=1, num_threads=1), progress=False).save(foreign)
+    train_detector(planted_sequences(40), train_config=TrainConfig(epochs=1), progress=False).save(foreign)
     assert main(["detect", str(recording), "--model", str(foreign), "--vggish", str(checkpoint), "--pca", str(pca),
                  "--out", str(tmp_path / "e.csv")]) == 2
     message = capsys.readouterr().err

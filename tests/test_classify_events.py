@@ -1,8 +1,11 @@
 """Event extraction: hysteresis, minimum length and merge gap, batch and streaming (one implementation)."""
 
+import itertools
+
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from classify.events import EventRule, EventTracker, extract_events
 
@@ -41,7 +44,7 @@ def test_events_respect_time_arithmetic(probabilities, rule, start):
         assert probabilities[last] >= rule.off  # ends on the last second still 'on'
         assert event.peak_probability == pytest.approx(max(probabilities[first:last + 1]))
         assert event.mean_probability == pytest.approx(float(np.mean(probabilities[first:last + 1])))
-    for earlier, later in zip(events, events[1:]):
+    for earlier, later in itertools.pairwise(events):
         assert earlier.end <= later.start  # never overlap within a class
         assert later.start - earlier.end > rule.merge_gap_seconds - 1e-6  # shorter gaps would be merged
 

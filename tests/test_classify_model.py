@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from classify.config import ModelConfig
-from classify.model import AUDIOSET_UINT8, RAW_FLOAT32, SequenceDetector, dequantize, input_encoding_of
+from classify.model import (
+    AUDIOSET_UINT8,
+    RAW_FLOAT32,
+    SequenceDetector,
+    dequantize,
+    input_encoding_of,
+)
 from homesound.errors import HomesoundError
 
 

@@ -7,17 +7,21 @@ import pytest
 import torch
 
 from classify.config import ModelConfig, TrainConfig
-from classify.data import encode, split_by_group
+from classify.data import collate, encode, split_by_group
 from classify.detector import Detector
 from classify.metrics import average_precision
 from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
-from classify.training import Predictions, calibrate, detection_loss, positive_weights, train_detector
-from classify.data import collate
+from classify.training import (
+    Predictions,
+    calibrate,
+    detection_loss,
+    positive_weights,
+    train_detector,
+)
 from homesound.errors import HomesoundError, ProvenanceMismatchError
 
 SMALL_MODEL = ModelConfig(projection_size=32, hidden_size=32)
-# One thread: tiny batches on a busy 2-core machine run many times slower with two.
-QUICK = TrainConfig(epochs=12, patience=12, batch_size=64, learning_rate=5e-3, num_threads=1)
+QUICK = TrainConfig(epochs=12, patience=12, batch_size=64, learning_rate=5e-3)
 
 
 def held_out_ap(detector: Detector, seed: int = 99) -> dict[str, dict[str, float]]:
@@ -226,3 +230,38 @@ def test_streaming_detector_gives_the_offline_probabilities(weak_detector):
     stream = weak_detector.stream()
     online = np.stack([stream.push(row, SYNTHETIC_EMBEDDER) for row in embedding])
     assert np.allclose(online, offline, atol=1e-6)
+
+
+def test_evaluation_of_weak_only_data_reports_clip_scores_and_says_events_are_unavailable(weak_detector):
+    from classify.evaluation import evaluate_detector, summary_table
+
+    sequences = planted_sequences(60, labels="weak", seed=17, split="eval", key_prefix="audioset")
+    report = evaluate_detector(weak_detector, sequences).report
+    for label in ("crying", "laughter"):
+        entry = report["classes"][label]
+        assert "frame" not in entry and entry["clip"]["average_precision"] > 0.9
+        assert entry["event_metrics"].startswith("not available")
+    table = summary_table(report)
+    assert "clip" in table and "second" not in table.splitlines()[1]
+    with pytest.raises(ProvenanceMismatchError):
+        evaluate_detector(weak_detector, planted_sequences(3, embedder_id="other"))
+
+
+def test_recordings_shorter_than_one_second_give_no_probabilities_and_no_events(weak_detector):
+    from classify.config import EventSettings
+    from classify.detection import detect_events
+
+    nothing = np.zeros((0, 128), dtype=np.uint8)
+    ((probabilities, events),) = detect_events(weak_detector, [nothing], SYNTHETIC_EMBEDDER, EventSettings())
+    assert probabilities.shape == (0, 2) and events == []
+    assert weak_detector.stream().push(nothing, SYNTHETIC_EMBEDDER).shape == (0, 2)
+
+
+def test_positive_weights_balance_rare_classes():
+    data = encode(planted_sequences(200, labels="both", seed=18, event_probability=0.1), ("crying", "laughter"))
+    weights = positive_weights(data, np.arange(len(data)), cap=50.0)
+    frames = np.concatenate([f for f in data.frame_targets])
+    expected = (frames < 0.5).sum(axis=0) / (frames > 0.5).sum(axis=0)
+    assert np.allclose(weights.frame.numpy(), expected, rtol=1e-5)
+    assert np.allclose(weights.clip.numpy(), (data.clip_targets < 0.5).sum(0) / (data.clip_targets > 0.5).sum(0))
+    assert positive_weights(data, np.arange(len(data)), cap=2.0).frame.max() == 2.0

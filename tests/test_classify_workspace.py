@@ -1,11 +1,12 @@
 """Workspace side of the detector: strong labels, labeled-sequence providers, models and detections."""
 
+import sqlite3
+
 import numpy as np
 import pytest
 
 from classify.events import Event
 from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
-from tests.classify_helpers import content_hash, planted_workspace
 from homesound.workspace import Workspace
 from homesound.workspace.classify import (
     detected_contents,
@@ -14,7 +15,11 @@ from homesound.workspace.classify import (
     register_model,
     replace_detections,
 )
-from homesound.workspace.recordings import StoredEmbedding, register_embedder, save_recording
+from homesound.workspace.recordings import (
+    StoredEmbedding,
+    register_embedder,
+    save_recording,
+)
 from homesound.workspace.training_data import (
     CONTEXT_FRAMES,
     StrongLabel,
@@ -24,6 +29,7 @@ from homesound.workspace.training_data import (
     strong_label_summary,
     upsert_strong_labels,
 )
+from tests.classify_helpers import content_hash, planted_workspace
 
 
 def fake_audioset_provider(workspace, split=None):
@@ -47,17 +53,17 @@ def test_strong_labels_are_upserted_never_duplicated(tmp_path):
         upsert_strong_labels(workspace, edited, replacing_tasks=["7"])
         rows = workspace.query("SELECT second, value FROM strong_labels ORDER BY second")
         assert [(r["second"], r["value"]) for r in rows] == [(0, 1.0), (1, 1.0), (2, 0.0)]
-        with pytest.raises(Exception):
+        with pytest.raises(sqlite3.IntegrityError):  # values are 0 or 1
             upsert_strong_labels(workspace, [StrongLabel(content, 0, "crying", 0.5, "x")])
         assert len(workspace.query("SELECT * FROM strong_labels")) == 3  # the failed write left nothing
 
 
 def test_regions_map_to_the_embedding_frames_they_mostly_cover():
-    assert seconds_to_frames(0.0, 0.96) == range(0, 1)
+    assert seconds_to_frames(0.0, 0.96) == range(1)
     assert seconds_to_frames(1.0, 3.0) == range(1, 3)  # frame 3 starts at 2.88: only 0.12 s covered
     assert seconds_to_frames(0.5, 0.9) == range(0)  # covers less than half of any frame
     assert seconds_to_frames(2.0, 1.0) == range(0)
-    assert seconds_to_frames(0.0, 10.0) == range(0, 10)
+    assert seconds_to_frames(0.0, 10.0) == range(10)
 
 
 def test_strong_labels_become_sequences_of_the_labeled_stretches(tmp_path):

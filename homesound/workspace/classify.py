@@ -8,7 +8,8 @@ nor confuses "nothing detected" with "never looked".
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from homesound.workspace.core import Workspace, to_json, utc_now
 

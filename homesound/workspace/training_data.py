@@ -15,8 +15,8 @@ from __future__ import annotations
 import importlib
 import math
 import sqlite3
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
