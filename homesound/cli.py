@@ -13,12 +13,12 @@ from homesound import __version__
 from homesound.errors import HomesoundError
 
 STAGE_CLI_MODULES = (
+    "homesound.workspace_cli",
     "embed.cli",
     "audioset_fetch.cli",
     "classify.cli",
     "active_learning.cli",
     "hub.cli",
-    "homesound.workspace_cli",  # status, export: the workspace as a whole
 )
 
 EXIT_USER_ERROR = 2
