@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -77,14 +78,14 @@ def embed_command(archive: Path, workspace: Path, weights: Path) -> list[str]:
 
 
 def last_run(workspace: Path) -> dict:
-    with sqlite3.connect(workspace) as db:
+    with closing(sqlite3.connect(workspace)) as db:
         return json.loads(db.execute("SELECT summary_json FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0])
 
 
 def written(workspace: Path) -> tuple[int, float]:
     """(recordings, seconds of audio) embedded so far."""
     try:
-        with sqlite3.connect(f"file:{workspace}?mode=ro", uri=True) as db:
+        with closing(sqlite3.connect(f"file:{workspace}?mode=ro", uri=True)) as db:
             return db.execute("SELECT COUNT(*), COALESCE(SUM(duration_seconds), 0) FROM recordings"
                               " WHERE status='embedded'").fetchone()
     except sqlite3.OperationalError:

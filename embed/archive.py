@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import sys
@@ -40,7 +41,6 @@ from homesound.workspace.recordings import AudioFacts, FileIdentity, StoredEmbed
 
 COMMAND = "embed"
 HASH_AHEAD = 64  # hashed files waiting for a decoder
-RESULTS_PER_WORKER = 8  # chunk messages a worker may have waiting (each <= ~1.6 MB)
 WORKER_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 SHOWN_FAILURES = 20
 
@@ -239,38 +239,32 @@ class _ArchiveEmbedding:
         self.hasher = threading.Thread(target=self._hash_all, name="homesound-hash", daemon=True)
         self.hashing_done = False
         self.context = multiprocessing.get_context("spawn")  # never fork a process that has TensorFlow
-        self.results = self.context.Queue(maxsize=RESULTS_PER_WORKER * config.workers)
-        self.workers: list = [None] * config.workers
-        self.inboxes: list = [None] * config.workers
+        self.workers: list[_Worker] = []
         self.contents: dict[int, _Content] = {}
         self.by_sha: dict[str, int] = {}
         self.failed_content: dict[str, str] = {}
         self.next_id = 0
         self.batcher = ExampleBatcher()
         self.progress = _Progress(len(todo), sum(found.size for found in todo), progress)
-        self.last_health_check = time.monotonic()
 
     def __enter__(self) -> "_ArchiveEmbedding":
         self.hasher.start()
-        for index in range(self.config.workers):
-            self._start_worker(index)
+        self.workers = [self._start_worker(index) for index in range(self.config.workers)]
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop.set()
         clean = exc_info[0] is None
-        for index, process in enumerate(self.workers):
+        for worker in self.workers:
             if clean:
-                self.inboxes[index].put(None)
-            else:
-                self.inboxes[index].cancel_join_thread()
-        for process in self.workers:
-            process.join(timeout=10 if clean else 0.1)
-            if process.is_alive():
-                process.terminate()
-                process.join()
-        if not clean:
-            self.results.cancel_join_thread()
+                worker.tasks.send(None)
+            worker.tasks.close()  # an unclean end: the worker sees the pipe close and exits
+        for worker in self.workers:
+            worker.process.join(timeout=10 if clean else 1)
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join()
+            worker.results.close()
         self.hasher.join(timeout=5)
         self.progress.close()
 
@@ -286,7 +280,6 @@ class _ArchiveEmbedding:
                 return
             self._receive()
             self._run_network()
-            self._check_workers()
 
     # -- hashing and dispatch ------------------------------------------------------------------
 
@@ -306,7 +299,8 @@ class _ArchiveEmbedding:
         return False
 
     def _dispatch(self) -> None:
-        while not self.hashing_done and len(self.contents) < self.config.files_in_flight:
+        while (not self.hashing_done and len(self.contents) < self.config.files_in_flight
+               and self._worker_with_room() is not None):
             try:
                 item = self.hashed.get(timeout=0.2) if not self.contents else self.hashed.get_nowait()
             except queue.Empty:
@@ -329,26 +323,50 @@ class _ArchiveEmbedding:
             else:
                 self._send_to_worker(found, sha256)
 
-    def _send_to_worker(self, found: FoundFile, sha256: str) -> None:
-        load = collections.Counter(content.worker for content in self.contents.values())
-        worker = min(range(self.config.workers), key=lambda index: load[index])
+    def _worker_with_room(self) -> int | None:
+        """The worker with the fewest files not yet opened, if it can take one more.
+
+        The bound keeps the tasks waiting in a worker's pipe far below the pipe's buffer, so
+        sending a task never blocks (a worker blocked on sending results would never read it).
+        """
+        waiting = collections.Counter(content.worker for content in self.contents.values() if not content.started)
+        index = min(range(self.config.workers), key=lambda candidate: waiting[candidate])
+        return index if waiting[index] < 2 * self.config.files_per_worker else None
+
+    def _send_to_worker(self, found: FoundFile, sha256: str, worker: int | None = None) -> None:
+        worker = self._worker_with_room() if worker is None else worker
         file_id, self.next_id = self.next_id, self.next_id + 1
         self.contents[file_id] = _Content(sha256, [found], worker)
         self.by_sha[sha256] = file_id
-        self.inboxes[worker].put((file_id, found.path))
+        self.workers[worker].tasks.send((file_id, found.path))
 
     # -- worker messages and the network -------------------------------------------------------
 
     def _receive(self) -> None:
+        """One message from each worker that has one ready; a worker that died is replaced."""
         if not self.contents:
             return
-        try:
-            kind, worker, file_id, value = self.results.get(timeout=0.5)
-        except queue.Empty:
-            return
+        by_handle = {}
+        for worker in self.workers:
+            by_handle[worker.results] = by_handle[worker.process.sentinel] = worker
+        for ready in multiprocessing.connection.wait(list(by_handle), timeout=0.5):
+            worker = by_handle[ready]
+            if worker.crashed:
+                continue  # both its handles were ready
+            try:
+                if ready is worker.results:
+                    self._handle(*worker.results.recv())
+                    continue
+                while worker.results.poll():  # what it sent before it ended still counts
+                    self._handle(*worker.results.recv())
+            except (EOFError, OSError):
+                pass  # it died in the middle of a message
+            self._replace_crashed(worker)
+
+    def _handle(self, kind: str, worker: int, file_id: int, value) -> None:
         content = self.contents.get(file_id)
         if content is None:
-            return  # a file already given up (its worker was replaced)
+            return  # a file already given up
         if kind == "started":
             content.started, content.expected_seconds = True, value
         elif kind == "chunk":
@@ -423,36 +441,43 @@ class _ArchiveEmbedding:
 
     # -- worker processes ----------------------------------------------------------------------
 
-    def _start_worker(self, index: int) -> None:
-        inbox = self.context.Queue()
-        process = self.context.Process(target=worker_main, args=(index, inbox, self.results, self.settings),
+    def _start_worker(self, index: int) -> "_Worker":
+        task_reader, task_writer = self.context.Pipe(duplex=False)
+        result_reader, result_writer = self.context.Pipe(duplex=False)
+        process = self.context.Process(target=worker_main, args=(index, task_reader, result_writer, self.settings),
                                        name=f"homesound-decode-{index}", daemon=True)
         with _single_threaded_children():
             process.start()
-        self.workers[index], self.inboxes[index] = process, inbox
+        task_reader.close()  # the worker holds the only other ends: either side's death shows as a closed pipe
+        result_writer.close()
+        return _Worker(index, process, task_writer, result_reader)
 
-    def _check_workers(self) -> None:
-        """A decoder that died (a crash in a codec library) costs the files it had started, not the job."""
-        now = time.monotonic()
-        if now - self.last_health_check < 1.0:
-            return
-        self.last_health_check = now
-        for index, process in enumerate(self.workers):
-            if process.exitcode is None:
-                continue
-            mine = [file_id for file_id, content in self.contents.items() if content.worker == index]
-            self.inboxes[index].cancel_join_thread()
-            self._start_worker(index)
-            for file_id in mine:
-                content = self.contents[file_id]
-                if content.started:
-                    self.batcher.discard(file_id)
-                    self._give_up(file_id, f"the decoder process crashed (exit code {process.exitcode}) while "
-                                           "reading this file or one read at the same time; try --retry-failed")
-                else:  # under a new id, so nothing the dead process sent can mix in
-                    self._forget(file_id)
-                    self._send_to_worker(content.files[0], content.sha256)
-                    self.contents[self.by_sha[content.sha256]].files.extend(content.files[1:])
+    def _replace_crashed(self, worker: "_Worker") -> None:
+        """A decoder that died (a crash in a codec library, the OOM killer) costs the files it had started."""
+        worker.crashed = True
+        worker.process.join()
+        worker.tasks.close()
+        worker.results.close()
+        self.workers[worker.index] = self._start_worker(worker.index)
+        for file_id in [file_id for file_id, content in self.contents.items() if content.worker == worker.index]:
+            content = self.contents[file_id]
+            if content.started:
+                self.batcher.discard(file_id)
+                self._give_up(file_id, f"the decoder process crashed (exit code {worker.process.exitcode}) while "
+                                       "reading this file or one read at the same time; try --retry-failed")
+            else:  # under a new id, so nothing the dead process sent can mix in
+                self._forget(file_id)
+                self._send_to_worker(content.files[0], content.sha256, worker.index)
+                self.contents[self.by_sha[content.sha256]].files.extend(content.files[1:])
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: multiprocessing.process.BaseProcess
+    tasks: multiprocessing.connection.Connection
+    results: multiprocessing.connection.Connection
+    crashed: bool = False
 
 
 def content_sha256(path: str) -> tuple[str | None, str | None]:

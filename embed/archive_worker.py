@@ -4,7 +4,8 @@ Each worker decodes, resamples and (for the checkpoint network) computes log-mel
 sends them to the main process, which runs the network. A worker keeps several files open and
 takes one chunk from each in turn, so one hours-long recording never holds up the short ones
 behind it. It never imports TensorFlow, and it exits on its own when the main process dies
-(kill -9 included), so no orphan is left behind.
+(kill -9 included), so no orphan is left behind. Each worker has its own pipes: a worker that
+crashes mid-message (a codec bug, the OOM killer) cannot garble what the others send.
 
 Messages to the main process (tuples, first item the kind):
   ("started", worker, file_id, expected_seconds or None)
@@ -15,9 +16,11 @@ Messages to the main process (tuples, first item the kind):
 
 from __future__ import annotations
 
-import multiprocessing
+import os
 import queue
+import threading
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Iterator
 
 import numpy as np
@@ -27,7 +30,7 @@ from embed.frontend import waveform_to_examples
 from embed.pipeline import waveform_chunks
 from homesound.errors import AudioDecodeError
 
-PARENT_CHECK_SECONDS = 1.0
+RESULTS_AHEAD = 8  # messages a worker may have ready before the main process takes them (each <= ~1.6 MB)
 
 
 @dataclass(frozen=True)
@@ -57,21 +60,22 @@ def file_messages(worker: int, file_id: int, path: str, settings: WorkerSettings
     yield ("done", worker, file_id, audio)
 
 
-def worker_main(worker: int, tasks: multiprocessing.Queue, results: multiprocessing.Queue,
-                settings: WorkerSettings) -> None:
-    """Take (file_id, path) tasks until a None arrives; interleave up to files_at_once files."""
-    parent = multiprocessing.parent_process()
+def worker_main(worker: int, tasks: Connection, results: Connection, settings: WorkerSettings) -> None:
+    """Take (file_id, path) tasks until None arrives; interleave up to files_at_once files.
+
+    Both pipes are private to this worker and the main process holds their other ends alone, so
+    if the main process dies, reading a task or sending a result fails at once and this process
+    exits; if this process dies, the main process sees the end of its pipe and nothing else is hurt.
+    """
+    outbox: queue.Queue = queue.Queue(maxsize=RESULTS_AHEAD)
+    threading.Thread(target=_send_all, args=(outbox, results), name="homesound-send", daemon=True).start()
     open_files: dict[int, Iterator[tuple]] = {}
     stopping = False
     try:
         while open_files or not stopping:
-            while not stopping and len(open_files) < settings.files_at_once:
-                try:
-                    task = tasks.get(timeout=PARENT_CHECK_SECONDS) if not open_files else tasks.get_nowait()
-                except queue.Empty:
-                    if not open_files and parent is not None and not parent.is_alive():
-                        return
-                    break
+            while not stopping and len(open_files) < settings.files_at_once and (
+                    not open_files or tasks.poll()):  # wait for work only when there is nothing else to do
+                task = _receive(tasks)
                 if task is None:
                     stopping = True
                 else:
@@ -81,18 +85,28 @@ def worker_main(worker: int, tasks: multiprocessing.Queue, results: multiprocess
                 message = next(messages, None)
                 if message is None:
                     del open_files[file_id]
-                elif not _send(results, message, parent):
-                    return
+                else:
+                    outbox.put(message)  # blocks while the main process is behind: backpressure
+        outbox.put(None)
+        outbox.join()  # everything sent before this process ends
     except KeyboardInterrupt:
         return  # Ctrl-C reaches the whole process group; the main process reports it
 
 
-def _send(results: multiprocessing.Queue, message: tuple, parent) -> bool:
-    """Put with backpressure; give up when the main process is gone."""
+def _receive(tasks: Connection):
+    try:
+        return tasks.recv()
+    except (EOFError, OSError):
+        os._exit(0)  # the main process is gone: nobody wants the rest
+
+
+def _send_all(outbox: queue.Queue, results: Connection) -> None:
     while True:
+        message = outbox.get()
         try:
-            results.put(message, timeout=PARENT_CHECK_SECONDS)
-            return True
-        except queue.Full:
-            if parent is not None and not parent.is_alive():
-                return False
+            if message is not None:
+                results.send(message)
+        except OSError:  # broken pipe: the main process is gone
+            os._exit(0)
+        finally:
+            outbox.task_done()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ def embed_args(inputs, workspace, vggish_files, *extra):
 
 def snapshot(workspace):
     """(recordings {path: (status, sha256, run_id)}, embeddings {sha256: bytes}), read-only."""
-    with sqlite3.connect(f"file:{workspace}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{workspace}?mode=ro", uri=True)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         rows = {path: (status, sha, run) for path, status, sha, run in
                 db.execute("SELECT path, status, content_sha256, run_id FROM recordings")}
@@ -56,7 +57,7 @@ def snapshot(workspace):
 
 
 def last_run_summary(workspace):
-    with sqlite3.connect(workspace) as db:
+    with closing(sqlite3.connect(workspace)) as db:
         return json.loads(db.execute("SELECT summary_json FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0])
 
 
@@ -195,7 +196,7 @@ def count_rows(workspace):
     if not os.path.exists(workspace):
         return 0
     try:
-        with sqlite3.connect(f"file:{workspace}?mode=ro", uri=True, timeout=1) as db:
+        with closing(sqlite3.connect(f"file:{workspace}?mode=ro", uri=True, timeout=1)) as db:
             return db.execute("SELECT COUNT(*) FROM recordings").fetchone()[0]
     except sqlite3.OperationalError:  # not created yet
         return 0
@@ -212,13 +213,15 @@ def test_kill_9_at_random_points_then_rerun_equals_one_uninterrupted_run(tmp_pat
     soundfile.write(archive / "long.wav", rng.uniform(-0.3, 0.3, (44100 * 40, 2)), 44100)
     total = len(os.listdir(archive))
 
+    # Small chunks keep the decoder ahead of the network, blocked on sending: it must still die with its parent.
+    small_chunks = ("--batch-size", "8")
     reference = tmp_path / "reference.db"
-    assert main(embed_args([archive], reference, vggish_files)) == 0
+    assert main(embed_args([archive], reference, vggish_files, *small_chunks)) == 0
     reference_rows, reference_embeddings = snapshot(reference)
     assert len(reference_rows) == total
 
     workspace = tmp_path / "killed.db"
-    command = [sys.executable, "-m", "homesound.cli", *embed_args([archive], workspace, vggish_files)]
+    command = [sys.executable, "-m", "homesound.cli", *embed_args([archive], workspace, vggish_files, *small_chunks)]
     kill_points = [("seconds", rng.uniform(0.2, 4.0)), ("rows", int(rng.integers(1, total // 2))),
                    ("rows", int(rng.integers(total // 2, total - 1)))]
     killed = refused = 0
@@ -255,14 +258,14 @@ def test_kill_9_at_random_points_then_rerun_equals_one_uninterrupted_run(tmp_pat
     assert killed >= 2 and refused == 1
 
     before = snapshot(workspace)[0]
-    assert main(embed_args([archive], workspace, vggish_files)) == 0
+    assert main(embed_args([archive], workspace, vggish_files, *small_chunks)) == 0
     rows, embeddings = snapshot(workspace)
     assert embeddings == reference_embeddings
     assert {path: row[:2] for path, row in rows.items()} == {path: row[:2] for path, row in reference_rows.items()}
     for path, row in before.items():  # done before the kill: not done again
         if row[0] == "embedded":
             assert rows[path][2] == row[2]
-    with sqlite3.connect(workspace) as db:
+    with closing(sqlite3.connect(workspace)) as db:
         statuses = [status for (status,) in db.execute("SELECT status FROM runs ORDER BY id")]
     assert statuses[-1] == "completed" and "running" not in statuses
 
