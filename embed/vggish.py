@@ -80,14 +80,16 @@ class CheckpointEmbedder(Embedder):
         return _split_like(self.run_network(np.concatenate(examples) if examples else np.zeros((0, 96, 64))), examples)
 
     def run_network(self, examples: np.ndarray) -> np.ndarray:
-        """Fixed-size batches (the last one padded) so a compiled graph is traced only once."""
+        """Batches padded to a power of two (at most batch_size): a compiled graph is traced for a
+        handful of shapes only, and a 5 s clip does not pay for 64 examples."""
         size = self.config.batch_size
         outputs = []
         for start in range(0, len(examples), size):
             batch = examples[start : start + size].astype(np.float32)
             count = len(batch)
-            if count < size:
-                batch = np.concatenate([batch, np.zeros((size - count, *batch.shape[1:]), np.float32)])
+            padded = min(size, 1 << (count - 1).bit_length())
+            if count < padded:
+                batch = np.concatenate([batch, np.zeros((padded - count, *batch.shape[1:]), np.float32)])
             outputs.append(self.network(batch).numpy()[:count])
         return np.concatenate(outputs) if outputs else np.zeros((0, VGGISH.embedding_size), np.float32)
 

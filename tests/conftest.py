@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data beside the checkout, and random VGGish weights in real formats."""
+"""Shared fixtures: the real data beside the checkout, random VGGish weights in real formats, and a real
+Label Studio server for the active-learning round trip."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from tests import label_studio_server
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -40,3 +43,18 @@ def checkpoint_embedder(vggish_files):
     from embed.vggish import load_embedder
 
     return load_embedder(str(vggish_files.checkpoint), str(vggish_files.pca))
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory) -> label_studio_server.LabelStudioServer:
+    """A running Label Studio with a known user; skips only when its virtualenv is not installed."""
+    if label_studio_server.label_studio_executable() is None:
+        pytest.skip(
+            f"Label Studio is not installed in {label_studio_server.label_studio_venv()}; "
+            "run .ci/install_label_studio.sh (or set LABEL_STUDIO_VENV)"
+        )
+    workdir = tmp_path_factory.mktemp("label-studio")
+    document_root = tmp_path_factory.mktemp("label-studio-files")
+    server = label_studio_server.start_server(workdir, document_root)
+    yield server
+    server.stop()

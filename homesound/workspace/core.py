@@ -22,6 +22,7 @@ COMPONENT_MODULES = (
     "homesound.workspace.audioset",
     "homesound.workspace.training_data",
     "homesound.workspace.classify",
+    "homesound.workspace.active_learning",
     "homesound.workspace.listen",
 )
 

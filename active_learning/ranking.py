@@ -1,0 +1,377 @@
+"""Which windows of unlabeled audio a person should label next: the pure ranking core.
+
+The detector gives per-second (one VGGish frame, 0.96 s) probabilities; a recording is cut into
+fixed windows, each window gets an informativeness score from its seconds, and the picks are
+spread over the embedding space (k-center greedy) so fifty picks are not fifty seconds of the
+same cry. Optionally a share of the picks goes to the most confident detections, where a
+confident mistake would otherwise never be seen.
+
+The core works on arrays only (probabilities, MC-dropout samples, embeddings), not on models or
+the workspace, so every strategy can be checked on numbers whose answer is known.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from active_learning import AGGREGATES, STRATEGIES
+
+HOP_SECONDS = 0.96
+_EPSILON = 1e-12
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    strategy: str = "entropy"
+    top: int = 50
+    window_seconds: float = 5.0
+    aggregate: str = "max"  # a window is as informative as its most uncertain second ("max"), or on average
+    diversity: bool = True  # k-center greedy over window embeddings among the most uncertain candidates
+    diversity_pool: float = 4.0  # how many times `top` of the highest-scoring windows k-center may choose from
+    confident_share: float = 0.0  # share of picks reserved for the most confident detections
+    confident_threshold: float = 0.9
+    min_window_fraction: float = 0.5  # a recording's last, shorter window counts if at least this long
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+        if self.top < 1:
+            raise ValueError("top must be at least 1")
+        if self.window_seconds <= 0:
+            raise ValueError("window_seconds must be positive")
+        if not 0.0 <= self.confident_share <= 1.0:
+            raise ValueError("confident_share must be within [0, 1]")
+        if self.diversity_pool < 1.0:
+            raise ValueError("diversity_pool must be at least 1")
+
+
+@dataclass(frozen=True)
+class RecordingPredictions:
+    """What the detector said about one recording, and which spans of it are already taken."""
+
+    recording: str  # content sha256
+    path: str  # for people: where the audio is
+    classes: tuple[str, ...]
+    probabilities: np.ndarray  # [T, C] per-second probabilities
+    samples: np.ndarray | None = None  # [S, T, C] MC-dropout samples, needed by BALD
+    embedding: np.ndarray | None = None  # [T, D] float, for diversity
+    excluded: tuple[tuple[float, float], ...] = ()  # (start, end) seconds already labeled or queued
+    hop_seconds: float = HOP_SECONDS
+
+    def __post_init__(self) -> None:
+        frames, classes = self.probabilities.shape
+        if classes != len(self.classes):
+            raise ValueError(f"{self.path}: probabilities have {classes} columns for {len(self.classes)} classes")
+        if self.samples is not None and self.samples.shape[1:] != self.probabilities.shape:
+            raise ValueError(f"{self.path}: MC samples must be [S, {frames}, {classes}], got {self.samples.shape}")
+        if self.embedding is not None and len(self.embedding) != frames:
+            raise ValueError(f"{self.path}: {len(self.embedding)} embedding frames for {frames} probability frames")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One window that could be shown to a person, summarised enough to pick and explain it."""
+
+    recording: str
+    path: str
+    start_seconds: float
+    end_seconds: float
+    score: float  # informativeness under the strategy; higher is more worth labeling
+    peak_seconds: float  # where in the recording the window is most uncertain
+    peak_probabilities: tuple[float, ...]  # per class, at the peak second
+    max_probabilities: tuple[float, ...]  # per class, over the window
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)  # mean over the window
+
+
+@dataclass(frozen=True)
+class Pick:
+    rank: int
+    recording: str
+    path: str
+    start_seconds: float
+    end_seconds: float
+    strategy: str  # the strategy, or "confident" for the reserve share
+    score: float
+    reason: str
+    max_probabilities: tuple[float, ...]
+
+
+# ---- per-second informativeness: higher means a label here would teach the model more ------------
+
+def binary_entropy(probabilities: np.ndarray) -> np.ndarray:
+    """Entropy in bits of independent yes/no decisions."""
+    # float64: in float32, 1 - 1e-12 is 1.0 and a sure output would give 0 * log(0) = NaN.
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), _EPSILON, 1.0 - _EPSILON)
+    return -(p * np.log2(p) + (1.0 - p) * np.log2(1.0 - p))
+
+
+def least_confidence(probabilities: np.ndarray) -> np.ndarray:
+    """[..., C] -> [...]: how far the least sure class decision is from certain (0 .. 0.5)."""
+    return np.max(1.0 - np.maximum(probabilities, 1.0 - probabilities), axis=-1)
+
+
+def margin_uncertainty(probabilities: np.ndarray) -> np.ndarray:
+    """[..., C] -> [...]: 1 - gap between the two likeliest readings of the second.
+
+    The readings are "nothing" and each class, so a second that is either laughter or crying
+    (both high) counts as uncertain even though each class alone looks sure.
+    """
+    nothing = np.prod(1.0 - probabilities, axis=-1, keepdims=True)
+    readings = np.concatenate([nothing, probabilities], axis=-1)
+    readings = readings / np.maximum(readings.sum(axis=-1, keepdims=True), _EPSILON)
+    top_two = -np.partition(-readings, 1, axis=-1)[..., :2]
+    return 1.0 - (top_two[..., 0] - top_two[..., 1])
+
+
+def entropy_uncertainty(probabilities: np.ndarray) -> np.ndarray:
+    """[..., C] -> [...]: total entropy of the class decisions, in bits."""
+    return binary_entropy(probabilities).sum(axis=-1)
+
+
+def bald(samples: np.ndarray) -> np.ndarray:
+    """[S, T, C] MC-dropout samples -> [T]: mutual information between label and weights, in bits.
+
+    High where the dropout masks disagree (the model does not know), low where every mask is
+    equally unsure (the audio itself is ambiguous) - the part labels cannot fix.
+    """
+    predictive = binary_entropy(samples.mean(axis=0))
+    expected = binary_entropy(samples).mean(axis=0)
+    return np.maximum(predictive - expected, 0.0).sum(axis=-1)
+
+
+FRAME_SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "least-confidence": least_confidence,
+    "margin": margin_uncertainty,
+    "entropy": entropy_uncertainty,
+}
+SCORE_UNITS = {"least-confidence": "", "margin": "", "entropy": " bits", "bald": " bits", "random": ""}
+
+
+def frame_scores(predictions: RecordingPredictions, strategy: str) -> np.ndarray:
+    """[T] informativeness of each second; random scores are drawn per window, not here."""
+    if strategy == "bald":
+        if predictions.samples is None:
+            raise ValueError(f"{predictions.path}: BALD needs MC-dropout samples of the detector")
+        return bald(predictions.samples)
+    if strategy == "random":
+        return np.zeros(len(predictions.probabilities))
+    return FRAME_SCORES[strategy](predictions.probabilities)
+
+
+# ---- windows ---------------------------------------------------------------------------------------
+
+def window_bounds(duration_seconds: float, config: RankConfig) -> list[tuple[float, float]]:
+    """Back-to-back windows from the start; a short tail counts if long enough."""
+    bounds = []
+    start = 0.0
+    while start < duration_seconds - 1e-9:
+        end = min(start + config.window_seconds, duration_seconds)
+        if end - start >= config.min_window_fraction * config.window_seconds - 1e-9:
+            bounds.append((round(start, 6), round(end, 6)))
+        start += config.window_seconds
+    return bounds
+
+
+def overlaps(start: float, end: float, spans: Iterable[tuple[float, float]]) -> bool:
+    return any(start < span_end and span_start < end for span_start, span_end in spans)
+
+
+def candidate_windows(predictions: RecordingPredictions, config: RankConfig) -> list[Candidate]:
+    """Every window of the recording not overlapping a labeled or queued span, with its score."""
+    frames = len(predictions.probabilities)
+    hop = predictions.hop_seconds
+    scores = frame_scores(predictions, config.strategy)
+    frame_starts = np.arange(frames) * hop
+    candidates = []
+    for start, end in window_bounds(frames * hop, config):
+        if overlaps(start, end, predictions.excluded):
+            continue
+        inside = np.flatnonzero((frame_starts >= start - 1e-9) & (frame_starts < end - 1e-9))
+        if len(inside) == 0:
+            continue
+        window_scores = scores[inside]
+        peak = int(inside[np.argmax(window_scores)])
+        score = float(window_scores.max() if config.aggregate == "max" else window_scores.mean())
+        embedding = None
+        if predictions.embedding is not None:
+            embedding = np.asarray(predictions.embedding[inside], dtype=np.float64).mean(axis=0)
+        candidates.append(Candidate(
+            recording=predictions.recording,
+            path=predictions.path,
+            start_seconds=start,
+            end_seconds=end,
+            score=score,
+            peak_seconds=float(peak * hop),
+            peak_probabilities=tuple(float(p) for p in predictions.probabilities[peak]),
+            max_probabilities=tuple(float(p) for p in predictions.probabilities[inside].max(axis=0)),
+            embedding=embedding,
+        ))
+    return candidates
+
+
+# ---- selection -------------------------------------------------------------------------------------
+
+def k_center_greedy(
+    points: np.ndarray, count: int, centers: np.ndarray | None = None, first: int = 0
+) -> tuple[list[int], list[float]]:
+    """Pick `count` rows of points, each the farthest from everything picked or given before.
+
+    Returns the picked row indices in order and each one's distance to its nearest earlier
+    center (inf for the first when no centers were given).
+    """
+    count = min(count, len(points))
+    if count == 0:
+        return [], []
+    nearest = np.full(len(points), np.inf)
+    if centers is not None and len(centers):
+        for center in centers:
+            nearest = np.minimum(nearest, np.linalg.norm(points - center, axis=1))
+    picked: list[int] = []
+    distances: list[float] = []
+    for _ in range(count):
+        index = first if not picked and not np.isfinite(nearest).any() else int(np.argmax(nearest))
+        picked.append(index)
+        distances.append(float(nearest[index]))
+        nearest = np.minimum(nearest, np.linalg.norm(points - points[index], axis=1))
+        nearest[index] = -np.inf
+    return picked, distances
+
+
+def select(
+    candidates: Sequence[Candidate],
+    classes: Sequence[str],
+    config: RankConfig,
+    labeled_embeddings: np.ndarray | None = None,
+) -> list[Pick]:
+    """The `top` windows to label, each with the reason it was chosen."""
+    rng = np.random.default_rng(config.seed)
+    confident_count = min(round(config.top * config.confident_share), config.top)
+    confident = _most_confident(candidates, config, confident_count)
+    taken = {id(candidate) for candidate in confident}
+    remaining = [candidate for candidate in candidates if id(candidate) not in taken]
+    count = config.top - len(confident)
+
+    if config.strategy == "random":
+        order = rng.permutation(len(remaining))[:count]
+        draws = rng.random(len(order))
+        chosen = [(remaining[i], "random pick (the baseline)", float(u)) for i, u in zip(order, draws)]
+    else:
+        chosen = _most_informative(remaining, classes, config, count, labeled_embeddings)
+
+    picks = [(candidate, config.strategy, score, reason) for candidate, reason, score in chosen]
+    picks += [
+        (candidate, "confident", max(candidate.max_probabilities), _confident_reason(candidate, classes))
+        for candidate in confident
+    ]
+    return [
+        Pick(
+            rank=rank, recording=candidate.recording, path=candidate.path,
+            start_seconds=candidate.start_seconds, end_seconds=candidate.end_seconds,
+            strategy=strategy, score=score, reason=reason, max_probabilities=candidate.max_probabilities,
+        )
+        for rank, (candidate, strategy, score, reason) in enumerate(picks, start=1)
+    ]
+
+
+def taken_embeddings(predictions: RecordingPredictions) -> list[np.ndarray]:
+    """Mean embedding of each span already labeled or queued: k-center picks away from them."""
+    if predictions.embedding is None:
+        return []
+    frame_starts = np.arange(len(predictions.embedding)) * predictions.hop_seconds
+    means = []
+    for start, end in predictions.excluded:
+        inside = (frame_starts >= start - 1e-9) & (frame_starts < end - 1e-9)
+        if inside.any():
+            means.append(np.asarray(predictions.embedding[inside], dtype=np.float64).mean(axis=0))
+    return means
+
+
+def rank_windows(
+    recordings: Iterable[RecordingPredictions],
+    config: RankConfig,
+    labeled_embeddings: np.ndarray | None = None,
+) -> list[Pick]:
+    """Candidates of all recordings, then the selection; the one call the CLI and benchmark make.
+
+    Recordings are read once, one at a time (only window summaries are kept), so hours of audio
+    fit in memory.
+    """
+    candidates: list[Candidate] = []
+    centers = [] if labeled_embeddings is None else list(labeled_embeddings)
+    classes: tuple[str, ...] | None = None
+    for predictions in recordings:
+        if classes is not None and predictions.classes != classes:
+            raise ValueError(f"{predictions.path}: classes {predictions.classes} differ from {classes}")
+        classes = predictions.classes
+        candidates.extend(candidate_windows(predictions, config))
+        if config.diversity:
+            centers.extend(taken_embeddings(predictions))
+    return select(candidates, classes or (), config, np.stack(centers) if centers else None)
+
+
+def _most_confident(candidates: Sequence[Candidate], config: RankConfig, count: int) -> list[Candidate]:
+    if count == 0:
+        return []
+    sure = [c for c in candidates if c.max_probabilities and max(c.max_probabilities) >= config.confident_threshold]
+    sure.sort(key=lambda c: (-max(c.max_probabilities), c.recording, c.start_seconds))
+    return sure[:count]
+
+
+def _most_informative(
+    candidates: Sequence[Candidate],
+    classes: Sequence[str],
+    config: RankConfig,
+    count: int,
+    labeled_embeddings: np.ndarray | None,
+) -> list[tuple[Candidate, str, float]]:
+    by_score = sorted(candidates, key=lambda c: (-c.score, c.recording, c.start_seconds))
+    with_embeddings = all(c.embedding is not None for c in by_score)
+    if not config.diversity or not with_embeddings or len(by_score) <= count:
+        return [(c, _uncertainty_reason(c, classes, config), c.score) for c in by_score[:count]]
+
+    pool = by_score[: max(count, math.ceil(config.diversity_pool * count))]
+    points = np.stack([c.embedding for c in pool])
+    picked, distances = k_center_greedy(points, count, labeled_embeddings)
+    chosen = []
+    for index, distance in zip(picked, distances):
+        candidate = pool[index]
+        spread = (
+            "the most uncertain window" if not np.isfinite(distance)
+            else f"{distance:.2f} from the nearest other pick or labeled window"
+        )
+        reason = (
+            f"{_uncertainty_reason(candidate, classes, config)}; k-center among the {len(pool)} most "
+            f"uncertain windows: {spread}"
+        )
+        chosen.append((candidate, reason, candidate.score))
+    chosen.sort(key=lambda item: (-item[2], item[0].recording, item[0].start_seconds))
+    return chosen
+
+
+def _uncertainty_reason(candidate: Candidate, classes: Sequence[str], config: RankConfig) -> str:
+    how = "peak" if config.aggregate == "max" else "mean"
+    probabilities = ", ".join(f"{name} {p:.2f}" for name, p in zip(classes, candidate.peak_probabilities))
+    return (
+        f"{config.strategy} {how} {candidate.score:.3f}{SCORE_UNITS[config.strategy]}; "
+        f"most uncertain at {format_clock(candidate.peak_seconds)} ({probabilities})"
+    )
+
+
+def _confident_reason(candidate: Candidate, classes: Sequence[str]) -> str:
+    best = int(np.argmax(candidate.max_probabilities))
+    return (
+        f"confident {classes[best]} detection (p={candidate.max_probabilities[best]:.2f}); "
+        "shown to catch a confident mistake"
+    )
+
+
+def format_clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"

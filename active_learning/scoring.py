@@ -1,0 +1,49 @@
+"""What the detector says about stored recordings: per-second probabilities and MC-dropout samples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def load_detector(path: str):
+    """The detector in a model file and a short id for it (file name + content hash), for queue and tasks."""
+    from pathlib import Path
+
+    from classify.detector import Detector, file_sha256
+
+    detector = Detector.load(path)
+    return detector, f"{Path(path).stem}@{file_sha256(path)[:12]}"
+
+
+def mc_dropout_probabilities(
+    detector, embeddings: Sequence[np.ndarray], embedder_id: str, count: int, seed: int = 0
+) -> list[np.ndarray]:
+    """[S, T, C] per recording: the detector run `count` times with dropout left on (one mask each).
+
+    The spread between the runs is the model's own doubt, which BALD turns into a score.
+    """
+    import torch
+    from torch import nn
+
+    model = detector.model
+    dropouts = [module for module in model.modules() if isinstance(module, nn.Dropout) and module.p > 0]
+    if not dropouts:
+        raise ValueError("this detector has no dropout, so MC-dropout (BALD) cannot sample it; use another strategy")
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    model.eval()
+    for module in dropouts:
+        module.train()
+    try:
+        samples = []
+        with torch.inference_mode():
+            for embedding in embeddings:
+                features = torch.from_numpy(detector.model_input(embedding, embedder_id))
+                logits, _ = model(features.unsqueeze(0).expand(count, -1, -1).contiguous())
+                samples.append(torch.sigmoid(logits).numpy())
+        return samples
+    finally:
+        model.eval()
+        torch.random.set_rng_state(generator_state)
