@@ -2,10 +2,9 @@
 on stdin through the hub runtime (no TensorFlow, no torch): the same probabilities as batch detection,
 crying events within 1.5 s of the truth.
 
-The detector is trained on clips embedded with RANDOM VGGish weights (see support.py). With them,
-crying is told from room tone and household noise on held-out sources, but laughter (one source in
-the shared data, with quiet gaps between laughs) is not reliable: event times are asserted for
-crying; laughter is checked through the probabilities only.
+The detector is trained on clips embedded with RANDOM VGGish weights; what it can and cannot tell
+apart with them is explained in support.py: event times are asserted for (Donate-a-cry) crying,
+laughter only through the probabilities.
 """
 
 from __future__ import annotations
