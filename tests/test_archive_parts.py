@@ -13,6 +13,7 @@ import pytest
 
 from embed.archive import ExampleBatcher, content_sha256, plan_work
 from embed.discover import DEFAULT_EXTENSIONS, FoundFile, discover, parse_extensions
+from homesound.errors import HomesoundError
 from homesound.workspace.lock import JobLock, WorkspaceLockedError
 from homesound.workspace.recordings import FileState
 
@@ -138,6 +139,8 @@ def test_batches_span_recordings_in_order():
 
 
 def test_job_lock_refuses_a_second_job_and_dies_with_its_holder(tmp_path):
+    with pytest.raises(HomesoundError, match="existing folder"):
+        JobLock(tmp_path / "missing" / "home.db", "embed").__enter__()
     workspace = tmp_path / "home.db"
     with JobLock(workspace, "embed"):
         with pytest.raises(WorkspaceLockedError, match=rf"in use by `homesound embed` \(pid {os.getpid()}"):

@@ -32,7 +32,12 @@ class JobLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "JobLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise HomesoundError(
+                f"cannot use workspace {self.workspace_path}: {error.strerror} ({self.path}); "
+                "give a file in an existing folder you can write to") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
