@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -30,6 +31,7 @@ from homesound.errors import AudioDecodeError, HomesoundError
 log = logging.getLogger(__name__)
 
 LIVE_BLOCK_SECONDS = 0.1  # small blocks: a hop's last sample reaches the detector within ~0.1 s
+LIVE_WAIT_SECONDS = 1.0  # a full queue of live audio waits this long for the listener before dropping
 NON_LIVE_QUEUE_BLOCKS = 8  # files and pipes are read just ahead of the listener, so arrival ~ processing time
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 MICROPHONE_PREFIX = "mic"
@@ -257,16 +259,18 @@ class _PcmStream(SourceStream):
 
 
 class NetworkSource(AudioSource):
-    """rtsp/http/... streams decoded by an ffmpeg subprocess to float32 mono at `sample_rate`.
+    """rtsp/http/... streams decoded by an ffmpeg subprocess to float32 mono.
 
-    ffmpeg also resamples here (the stream's own rate is not known before it plays), so these
-    samples are not bit-identical to resampy's; files and stdin go through the exact resampler.
+    ffmpeg keeps the stream's own sample rate (read from the output stream it announces), so the
+    exact resampler does the rest and a stream gives the embeddings its file would; `sample_rate`
+    asks ffmpeg to resample instead.
     """
 
     live = True
     restartable = True
+    ANNOUNCE_TIMEOUT_SECONDS = 20.0  # connecting to a camera and reading its stream header
 
-    def __init__(self, url: str, sample_rate: int = 16000, ffmpeg: str = "ffmpeg"):
+    def __init__(self, url: str, sample_rate: int | None = None, ffmpeg: str = "ffmpeg"):
         self.url = url
         self.sample_rate = sample_rate
         self.ffmpeg = ffmpeg
@@ -276,34 +280,53 @@ class NetworkSource(AudioSource):
         executable = shutil.which(self.ffmpeg)
         if executable is None:
             raise SourceSetupError(f"cannot play {self.description}: ffmpeg not found; {FFMPEG_HINT}")
-        command = [executable, "-nostdin", "-v", "error"]
+        command = [executable, "-nostdin", "-hide_banner", "-nostats", "-v", "info"]
         if self.url.startswith(("rtsp://", "rtsps://")):
             command += ["-rtsp_transport", "tcp"]
-        command += ["-i", self.url, "-vn", "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1",
-                    "-ar", str(self.sample_rate), "-"]
+        command += ["-i", self.url, "-vn", "-map", "0:a:0", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1"]
+        command += ["-ar", str(self.sample_rate)] if self.sample_rate else []
         try:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            process = subprocess.Popen(command + ["-"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE)
         except OSError as error:
             raise SourceError(f"cannot start ffmpeg for {self.description}: {error}") from None
-        return _FfmpegStream(process, self.sample_rate, self.description)
+        return _FfmpegStream(process, self.description, self.ANNOUNCE_TIMEOUT_SECONDS)
 
 
 class _FfmpegStream(SourceStream):
     READ_BYTES = 1 << 15
+    OUTPUT_RATE = re.compile(r"Audio: pcm_f32le\b.*?(\d+) Hz")
 
-    def __init__(self, process: subprocess.Popen, sample_rate: int, description: str):
+    def __init__(self, process: subprocess.Popen, description: str, announce_timeout: float):
         self.process = process
-        self.sample_rate = sample_rate
         self.description = description
         self.decoder = PcmDecoder("f32le", 1)
-        self._stderr: list[bytes] = []
+        self._stderr: list[str] = []
+        self._rate: int | None = None
+        self._announced = threading.Event()
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_thread.start()
+        if not self._announced.wait(announce_timeout) or self._rate is None:
+            self.close()
+            raise SourceError(f"{self.description}: no audio from ffmpeg ({self._last_words()})")
+        self.sample_rate = self._rate
 
     def _drain_stderr(self) -> None:
-        for line in self.process.stderr:  # keep only the last lines: ffmpeg may complain for days
+        in_output = False
+        for raw in self.process.stderr:  # keep only the last lines: ffmpeg may complain for days
+            line = raw.decode(errors="replace").rstrip()
             self._stderr = (self._stderr + [line])[-5:]
+            in_output = in_output or line.startswith("Output #0")
+            match = self.OUTPUT_RATE.search(line) if in_output and self._rate is None else None
+            if match:
+                self._rate = int(match.group(1))
+                self._announced.set()
+        self._announced.set()  # ffmpeg ended: whoever waits learns it now
+
+    def _last_words(self) -> str:
+        self.process.poll()
+        lines = [line.strip() for line in self._stderr if line.strip()]
+        return lines[-1] if lines else f"ffmpeg exit {self.process.returncode}"
 
     def read(self) -> np.ndarray | None:
         data = os.read(self.process.stdout.fileno(), self.READ_BYTES)
@@ -312,8 +335,7 @@ class _FfmpegStream(SourceStream):
         code = self.process.wait()
         self._stderr_thread.join(timeout=1.0)
         if code not in (0, -9, -15):
-            reason = b"".join(self._stderr).decode(errors="replace").strip().splitlines()[-1:] or [f"exit {code}"]
-            raise SourceError(f"{self.description}: ffmpeg stopped ({reason[0]})")
+            raise SourceError(f"{self.description}: ffmpeg stopped ({self._last_words()})")
         return None
 
     def close(self) -> None:
@@ -423,7 +445,7 @@ class _MicrophoneStream(SourceStream):
 class SourceOptions:
     """What the command line says about the audio besides its location."""
 
-    sample_rate: int | None = None  # raw PCM: required; microphone: device default; network: 16000
+    sample_rate: int | None = None  # raw PCM: required; microphone and network: their own unless given
     channels: int = 1
     pcm_format: str = "s16le"
     realtime: bool = False  # files only: play at real time instead of as fast as possible
@@ -441,7 +463,7 @@ def open_source(text: str, options: SourceOptions, stdin: BinaryIO | None = None
         device = text.partition(":")[2] or None
         return MicrophoneSource(device, options.sample_rate, options.channels)
     if text.lower().startswith(NETWORK_SCHEMES):
-        return NetworkSource(text, options.sample_rate or 16000)
+        return NetworkSource(text, options.sample_rate)
     if not os.path.exists(text):
         raise SourceError(f"audio source {text!r} not found: give an audio file, '-' for raw PCM on stdin, "
                           "'mic' or 'mic:NAME' for an input device, or an rtsp/http URL")
@@ -576,8 +598,14 @@ class SourceReader:
                 self._put(item)
 
     def _offer(self, item: Block) -> bool:
+        """Queue a live block; drop it only when the listener has not taken anything for a while.
+
+        A short wait absorbs bursts (a stream that delivers faster than real time, e.g. a file over
+        http, is simply played as fast as the listener goes); a listener that stays behind real
+        time loses audio instead of falling ever further behind.
+        """
         try:
-            self._items.put_nowait(item)
+            self._items.put(item, timeout=LIVE_WAIT_SECONDS)
             return True
         except queue.Full:
             self.dropped_seconds += len(item.samples) / item.sample_rate

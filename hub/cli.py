@@ -48,7 +48,7 @@ def _register_listen(subcommands: argparse._SubParsersAction) -> None:
                        help="'mic' (default input), 'mic:NAME' or 'mic:INDEX', '-' (raw PCM on stdin), "
                             "an rtsp/http/... URL (via ffmpeg), or an audio file")
     audio.add_argument("--rate", type=int, help="sample rate: required for stdin; microphone default: 16000 if the "
-                                                "device takes it, else its own; network streams: 16000")
+                                                "device takes it, else its own; network streams: their own")
     audio.add_argument("--channels", type=int, default=1, help="channels of raw PCM or the microphone (default 1)")
     audio.add_argument("--format", dest="pcm_format", choices=PCM_FORMAT_NAMES, default="s16le",
                        help="raw PCM sample format on stdin (default s16le)")

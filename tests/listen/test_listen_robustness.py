@@ -128,8 +128,15 @@ def test_a_network_stream_that_ends_is_played_again_after_a_backoff(hub_dir, hou
     assert "reconnecting in" in statuses[1]["message"]
     first_crying = [e for e in listener.events() if e[0] == "crying"][0]
     assert events_match([first_crying], [household_audio.truth[0]])
-    # The second connection continues the stream time where the first ended (30 s), without overlap.
-    assert any(abs(r["start"] - 30.0) < 1e-6 for r in listener.records if r["type"] == "hop")
+    # The second connection continues the stream time where the first ended (30 s), without overlap, and
+    # starts afresh (state reset): the same audio gives the same probabilities as the first time. ffmpeg
+    # keeps the stream's own rate, so the exact resampler makes them those of the file itself.
+    hops = [r for r in listener.records if r["type"] == "hop"]
+    first = [r["probabilities"] for r in hops if r["start"] < 30.0 - 0.96 + 1e-6]
+    second = [r["probabilities"] for r in hops if r["start"] >= 30.0 - 1e-6]
+    assert len(first) == 31 and abs(hops[len(first)]["start"] - 30.0) < 1e-6
+    for again, before in zip(second, first):
+        assert again == pytest.approx(before, abs=1e-6)
 
 
 def test_events_go_to_a_webhook_and_into_the_workspace_as_clips(hub_dir, household_audio, tmp_path, http_server):
