@@ -63,7 +63,7 @@ def test_without_hysteresis_events_are_exactly_the_runs_above_threshold(probabil
             runs.append((begin * HOP, index * HOP))
         else:
             index += 1
-    assert [(e.start, e.end) for e in events] == pytest.approx(runs)
+    assert [(e.start, e.end) for e in events] == [pytest.approx(run) for run in runs]
 
 
 @settings(max_examples=200, deadline=None)

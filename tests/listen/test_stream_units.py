@@ -86,7 +86,7 @@ def test_open_source_explains_each_kind_of_mistake(tmp_path):
 def test_microphone_without_portaudio_says_what_to_install():
     try:
         import sounddevice  # noqa: F401
-    except OSError:
+    except (ImportError, OSError):  # no sounddevice package, or no PortAudio library under it
         source = open_source("mic", SourceOptions())
         with pytest.raises(SourceSetupError, match="apt-get install libportaudio2"):
             source.open()
