@@ -334,7 +334,7 @@ class ClusterEmbedding(_ArchiveEmbedding):
         for other in [other for other in self.actors if other.node == actor.node]:
             self.actors.remove(other)
             self.ray.kill(other.handle)
-        print(f"homesound embed: not using Ray node {actor.node[:12]} ({reason})", file=sys.stderr)
+        _warn(f"not using Ray node {actor.node[:12]} ({reason})")
 
     def _note_busy_nodes(self) -> None:
         nodes = {actor.node for actor in self.actors if actor.ready}
@@ -452,6 +452,7 @@ class ClusterEmbedding(_ArchiveEmbedding):
         except exceptions.RayActorError:  # the actor (its node) died: another actor takes the batch
             if batch.actor in self.actors:
                 self.actors.remove(batch.actor)
+                _warn(f"the network actor on node {batch.actor.node[:12]} was lost; its batches go to the others")
             batch.tries += 1
             if batch.tries < self.cluster.max_attempts:
                 self.waiting.appendleft(batch)
@@ -503,6 +504,7 @@ class ClusterEmbedding(_ArchiveEmbedding):
         not all come out are sent again; one it was reading is charged an attempt (it may be the cause)."""
         task = self.tasks.pop(generator)
         why = f"its decoding worker died ({type(error).__name__})" if error else "its decoding task ended early"
+        again = 0
         for file_id in task.files:
             content = self.contents.get(file_id)
             if content is None:
@@ -511,6 +513,12 @@ class ClusterEmbedding(_ArchiveEmbedding):
                 self._send_again(file_id, charge=content.started, why=why)
             elif task.file_offsets[file_id] < self.example_totals[file_id]:
                 self._send_again(file_id, charge=False, why=why)  # its last examples were still in the task
+            else:
+                continue
+            again += 1
+        if again:
+            _warn(f"a decoding task on node {(task.node or '?')[:12]} was lost ({type(error).__name__}): "
+                  f"{again} files sent again")
 
     def _lost(self, owners: list[tuple[int, int, int]], why: str) -> None:
         for file_id, _, _ in owners:
@@ -536,6 +544,12 @@ class ClusterEmbedding(_ArchiveEmbedding):
         self.parts.pop(file_id, None)
         self.example_totals.pop(file_id, None)
         self.progress.withdrawn(file_id, self.contents[file_id].examples_done * VGGISH.example_seconds)
+
+
+def _warn(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"homesound embed: {message}", file=sys.stderr)  # above the progress bar, not through it
 
 
 def _offers_work(node: dict) -> bool:

@@ -39,6 +39,7 @@ class LocalCluster:
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen] = []
+        self.killed: list[subprocess.Popen] = []
         self.env = {**os.environ, **self.driver_env(), **FAST_FAILURE_DETECTION}
 
     @staticmethod
@@ -54,10 +55,12 @@ class LocalCluster:
 
     def add_node(self, cpus: int = 1) -> subprocess.Popen:
         """A worker node joined to the head; returns its `ray start --block` process (kill_node takes it)."""
-        count = len(self.nodes)
-        process = self._start(f"node{count}", ["--address", self.address], cpus)
-        self.wait_for_nodes(count + 1)
+        process = self._start(f"node{len(self.nodes)}", ["--address", self.address], cpus)
+        self.wait_for_nodes(len(self.running()))
         return process
+
+    def running(self) -> list[subprocess.Popen]:
+        return [process for process in self.nodes if process not in self.killed]
 
     def _start(self, name: str, arguments: list[str], cpus: int) -> subprocess.Popen:
         log = open(self.root / f"{name}.log", "wb")
@@ -80,7 +83,7 @@ class LocalCluster:
     def wait_for_nodes(self, count: int, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for process in self.nodes:
+            for process in self.running():
                 if process.poll() is not None:
                     raise RuntimeError(f"a Ray node exited ({process.returncode}); see {self.root}/*.log")
             if self.alive_nodes() == count:
@@ -90,6 +93,7 @@ class LocalCluster:
 
     def kill_node(self, process: subprocess.Popen) -> None:
         """kill -9 a node: its `ray start`, its raylet and every worker process the raylet started."""
+        self.killed.append(process)
         for pid in [*_descendants(process.pid), process.pid]:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -98,9 +102,8 @@ class LocalCluster:
         process.wait()
 
     def stop(self) -> None:
-        for process in reversed(self.nodes):
-            if process.poll() is None:
-                self.kill_node(process)
+        for process in reversed(self.running()):
+            self.kill_node(process)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
