@@ -142,7 +142,7 @@ def run_train(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise HomesoundError(str(error)) from error
-    with Workspace(args.workspace) as workspace:
+    with Workspace(args.workspace, create=False) as workspace:
         sequences = [s for s in iter_labeled_sequences(workspace)
                      if args.embedder is None or s.embedder_id == args.embedder]
         if not sequences:
@@ -206,7 +206,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     detector = Detector.load(args.model)
     settings = _event_settings(args)
     trained_on = set(detector.train_config.train_splits) if detector.train_config else {"train"}
-    with Workspace(args.workspace) as workspace:
+    with Workspace(args.workspace, create=False) as workspace:
         candidates = [s for s in iter_labeled_sequences(workspace, args.split)
                       if args.split is not None or s.split not in trained_on]
         sequences = [s for s in candidates if s.embedder_id in detector.embedder_ids]
@@ -302,7 +302,7 @@ def _detect_workspace(args, detector, settings):
     detections = []
     # Embeddings are read lazily through a second connection, so committing detections never
     # touches the open SELECT; with WAL the reader keeps its snapshot.
-    with Workspace(args.workspace) as workspace, Workspace(args.workspace) as reader:
+    with Workspace(args.workspace, create=False) as workspace, Workspace(args.workspace, create=False) as reader:
         model_id = register_model(
             workspace, path=str(Path(args.model).resolve()), sha256=_sha256(args.model),
             config={"model": vars(detector.config)}, classes=detector.classes, thresholds=detector.thresholds,

@@ -116,7 +116,7 @@ class Detector:
     @classmethod
     def from_dict(cls, stored: dict) -> Detector:
         if stored.get("format") != MODEL_FORMAT:
-            raise HomesoundError("not a homesound detector file")
+            raise HomesoundError("not a homesound model file; give a detector written by homesound train")
         if stored.get("format_version", 0) > MODEL_FORMAT_VERSION:
             raise HomesoundError(
                 f"this detector file has format v{stored['format_version']}; upgrade homesound (this is {__version__})"
@@ -145,10 +145,11 @@ class Detector:
             raise HomesoundError(f"detector file {path} does not exist; train one with `homesound train`")
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for foreign or damaged files
-            raise HomesoundError(f"{path} is not a readable homesound detector ({error}); retrain it") from error
+        except Exception:  # torch raises several types, with pages of advice, for foreign or damaged files
+            raise HomesoundError(f"{path} is not a homesound model file (not one `homesound train` wrote, or "
+                                 "damaged); give a detector written by homesound train") from None
         if not isinstance(stored, dict):
-            raise HomesoundError(f"{path} is not a homesound detector file")
+            raise HomesoundError(f"{path} is not a homesound model file; give a detector written by homesound train")
         try:
             detector = cls.from_dict(stored)
         except HomesoundError as error:

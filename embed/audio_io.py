@@ -158,15 +158,20 @@ class AudioReader:
             self._sound = soundfile.SoundFile(str(self.path))
             self._sound.seek(position)
         except (soundfile.LibsndfileError, RuntimeError, ValueError):
+            if position == 0:
+                raise AudioDecodeError(str(self.path), f"corrupt audio: nothing decodes ({error})") from None
             return
         for _ in range(0, block_frames, SALVAGE_FRAMES):
             try:
                 piece = self._sound.read(SALVAGE_FRAMES, dtype="float64", always_2d=True)
             except (soundfile.LibsndfileError, RuntimeError):
-                return
+                break
             if len(piece) == 0:
-                return
+                break
+            position += len(piece)
             yield piece
+        if position == 0:
+            raise AudioDecodeError(str(self.path), f"corrupt audio: nothing decodes ({error})")
 
     def _ffmpeg_blocks(self) -> Iterator[np.ndarray]:
         channels = self.info.channels

@@ -237,6 +237,9 @@ def _not_a_workspace(path: Path, why: str) -> HomesoundError:
 
 def _check_writable(path: Path, exists: bool) -> None:
     folder = path.parent
+    if _read_only_filesystem(folder):
+        raise HomesoundError(f"workspace {path} is on a read-only filesystem, so this command cannot write to it; "
+                             "copy it somewhere writable (status and export work read-only)")
     if exists and not os.access(path, os.W_OK):
         raise HomesoundError(f"workspace {path} is read-only (file permissions), so this command cannot write to "
                              f"it; make it writable (chmod u+w {path}) or work on a copy; status and export only read")
@@ -244,6 +247,13 @@ def _check_writable(path: Path, exists: bool) -> None:
         raise HomesoundError(f"workspace {path} is in a read-only folder ({folder}): SQLite must create its journal "
                              "beside it, so this command cannot write; copy the workspace to a writable folder "
                              "(status and export work read-only)")
+
+
+def _read_only_filesystem(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def translate_sqlite_error(path: Path, error: sqlite3.Error) -> Exception:
