@@ -13,6 +13,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from homesound.frames import VGGISH_FRAMES
 from homesound.sequences import LabeledSequence
 from homesound.workspace.core import Workspace, utc_now
 
@@ -50,8 +51,8 @@ MIGRATIONS = (
 )
 
 EMBEDDER_ID = "audioset-release"
-EMBEDDING_SIZE = 128
-HOP_SECONDS = 0.96  # VGGish frames are 0.96 s; the release calls them "1 per second"
+EMBEDDING_SIZE = VGGISH_FRAMES.dimension  # the release is VGGish by definition
+HOP_SECONDS = VGGISH_FRAMES.hop_seconds  # the release calls its 0.96 s frames "1 per second"
 EMBEDDER_PROVENANCE = {
     "source": "AudioSet released features (audioset_v1_embeddings)",
     "model": "VGGish, as run by Google on the YouTube audio",

@@ -1,7 +1,10 @@
-"""Recordings found in the user's archive and their VGGish embeddings.
+"""Recordings found in the user's archive and their embeddings (VGGish, YAMNet).
 
 Embeddings are keyed by (content hash, embedder), so the same audio under two paths is embedded
-once, and a file whose content changed gets a new hash and is embedded again.
+once, and a file whose content changed gets a new hash and is embedded again. Each embedder's
+row holds its provenance and its frame facts (homesound.frames.FrameSpec: size, hop, encoding),
+so whoever reads embeddings back knows their shape and timing from the workspace alone. An
+embedder with class scores (YAMNet) stores them beside each embedding, and its class names once.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from homesound.errors import HomesoundError
+from homesound.frames import VGGISH_FRAMES, FrameSpec, class_scores_from_blob, class_scores_to_blob
 from homesound.workspace.core import Workspace, to_json, utc_now
 
 COMPONENT = "recordings"
@@ -50,9 +55,14 @@ MIGRATIONS = (
         PRIMARY KEY (content_sha256, embedder_id)
     )
     """,
+    # Frame facts per embedder (NULL in rows written before: those are all VGGish), class names and
+    # per-frame class scores for embedders that have them.
+    """
+    ALTER TABLE embedders ADD COLUMN frames_json TEXT;
+    ALTER TABLE embedders ADD COLUMN class_names_json TEXT;
+    ALTER TABLE embeddings ADD COLUMN class_scores BLOB
+    """,
 )
-
-EMBEDDING_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -74,26 +84,66 @@ class RecordingRow:
 class StoredEmbedding:
     content_sha256: str
     embedder_id: str
-    embedding: np.ndarray  # uint8 [T, 128]
-    raw_embedding: np.ndarray | None  # float32 [T, 128]
+    embedding: np.ndarray  # [T, frames.dimension] in frames.encoding (VGGish: uint8, YAMNet: float16)
+    raw_embedding: np.ndarray | None  # float32 [T, dimension], the network's output, if kept
     hop_seconds: float
+    class_scores: np.ndarray | None = None  # float32 [T, classes] for embedders that have them
+    frames: FrameSpec | None = None  # set when read back from the workspace
 
     @property
     def start_seconds(self) -> np.ndarray:
         return np.arange(len(self.embedding), dtype=np.float64) * self.hop_seconds
 
+    def features(self) -> np.ndarray:
+        """float32 [T, dimension]: the stored frames decoded the way their embedder says."""
+        return (self.frames or VGGISH_FRAMES).dequantize(self.embedding)
 
-def register_embedder(workspace: Workspace, embedder_id: str, provenance: Any) -> None:
+
+def register_embedder(workspace: Workspace, embedder_id: str, provenance: Any, *,
+                      frames: FrameSpec = VGGISH_FRAMES, class_names: Sequence[str] | None = None) -> None:
+    """Record an embedder once (what made its numbers, its frame facts, its class names if any)."""
+    if frames.class_count and (class_names is None or len(class_names) != frames.class_count):
+        raise ValueError(f"{embedder_id}: {frames.class_count} class scores per frame need as many class names")
+    names = to_json(list(class_names)) if class_names is not None else None
     with workspace.transaction() as db:
         db.execute(
-            "INSERT OR IGNORE INTO embedders(id, provenance_json, created_at) VALUES (?, ?, ?)",
-            (embedder_id, to_json(provenance), utc_now()),
+            "INSERT OR IGNORE INTO embedders(id, provenance_json, created_at, frames_json, class_names_json)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (embedder_id, to_json(provenance), utc_now(), to_json(frames.to_dict()), names),
         )
+        db.execute("UPDATE embedders SET frames_json=? WHERE id=? AND frames_json IS NULL",
+                   (to_json(frames.to_dict()), embedder_id))
 
 
 def embedder_provenance(workspace: Workspace, embedder_id: str) -> dict | None:
     rows = workspace.query("SELECT provenance_json FROM embedders WHERE id=?", (embedder_id,))
     return json.loads(rows[0]["provenance_json"]) if rows else None
+
+
+def frame_spec(workspace: Workspace, embedder_id: str) -> FrameSpec:
+    """The frame facts of an embedder the workspace knows; rows from before frame facts were kept are VGGish."""
+    rows = workspace.query("SELECT frames_json FROM embedders WHERE id=?", (embedder_id,))
+    if not rows:
+        raise HomesoundError(f"workspace {workspace.path} has no embedder {embedder_id}; "
+                             "homesound status --workspace lists the embedders it has")
+    return _frame_spec(rows[0]["frames_json"])
+
+
+def class_names(workspace: Workspace, embedder_id: str) -> list[str] | None:
+    """The names of an embedder's class scores, in score column order; None if it has none."""
+    rows = workspace.query("SELECT class_names_json FROM embedders WHERE id=?", (embedder_id,))
+    return json.loads(rows[0]["class_names_json"]) if rows and rows[0]["class_names_json"] else None
+
+
+def load_class_scores(workspace: Workspace, content_sha256: str, embedder_id: str) -> np.ndarray | None:
+    """float32 [T, classes] class scores of a content by an embedder that has them, else None."""
+    rows = workspace.query(
+        "SELECT e.frames, e.class_scores, d.frames_json FROM embeddings e JOIN embedders d ON d.id = e.embedder_id"
+        " WHERE e.content_sha256=? AND e.embedder_id=?", (content_sha256, embedder_id))
+    if not rows or rows[0]["class_scores"] is None:
+        return None
+    spec = _frame_spec(rows[0]["frames_json"])
+    return class_scores_from_blob(rows[0]["class_scores"], rows[0]["frames"], spec.class_count)
 
 
 def get_recording(workspace: Workspace, path: str) -> RecordingRow | None:
@@ -226,45 +276,57 @@ def embedded_audio_facts(workspace: Workspace, content_sha256: str, embedder_id:
 
 
 def _insert_embedding(db, embedding: StoredEmbedding, run_id: int | None) -> None:
-    quantized = np.ascontiguousarray(embedding.embedding, dtype=np.uint8)
-    if quantized.ndim != 2 or quantized.shape[1] != EMBEDDING_SIZE:
-        raise ValueError(f"embedding must be [T, {EMBEDDING_SIZE}], got {quantized.shape}")
-    raw = None
+    """Checked against the frame facts the embedder was registered with (register_embedder first)."""
+    rows = db.execute("SELECT frames_json FROM embedders WHERE id=?", (embedding.embedder_id,)).fetchall()
+    if not rows:
+        raise ValueError(f"embedder {embedding.embedder_id} is not registered; call register_embedder first")
+    spec = _frame_spec(rows[0]["frames_json"])
+    stored = np.asarray(embedding.embedding)
+    spec.check(stored)
+    raw = scores = None
     if embedding.raw_embedding is not None:
         raw = np.ascontiguousarray(embedding.raw_embedding, dtype="<f4").tobytes()
+    if embedding.class_scores is not None:
+        if embedding.class_scores.shape != (len(stored), spec.class_count):
+            raise ValueError(f"class scores must be [{len(stored)}, {spec.class_count}], "
+                             f"got {embedding.class_scores.shape}")
+        scores = class_scores_to_blob(embedding.class_scores)
     db.execute(
         "INSERT OR IGNORE INTO embeddings(content_sha256, embedder_id, frames, hop_seconds, embedding,"
-        " raw_embedding, created_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (embedding.content_sha256, embedding.embedder_id, len(quantized), embedding.hop_seconds,
-         quantized.tobytes(), raw, utc_now(), run_id),
+        " raw_embedding, class_scores, created_at, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (embedding.content_sha256, embedding.embedder_id, len(stored), spec.hop_seconds,
+         spec.to_blob(stored), raw, scores, utc_now(), run_id),
     )
 
 
 def load_embedding(
-    workspace: Workspace, content_sha256: str, embedder_id: str, *, with_raw: bool = False
+    workspace: Workspace, content_sha256: str, embedder_id: str, *, with_raw: bool = False,
+    with_class_scores: bool = False,
 ) -> StoredEmbedding | None:
-    columns = "frames, hop_seconds, embedding" + (", raw_embedding" if with_raw else "")
+    columns = _embedding_columns(with_raw, with_class_scores)
     rows = workspace.query(
-        f"SELECT {columns} FROM embeddings WHERE content_sha256=? AND embedder_id=?",
+        f"SELECT {columns} FROM embeddings e JOIN embedders d ON d.id = e.embedder_id"
+        " WHERE e.content_sha256=? AND e.embedder_id=?",
         (content_sha256, embedder_id),
     )
     if not rows:
         return None
-    return _stored(rows[0], content_sha256, embedder_id, with_raw)
+    return _stored(rows[0], content_sha256, embedder_id, with_raw, with_class_scores)
 
 
 def iter_embedded_recordings(
-    workspace: Workspace, embedder_id: str | None = None, *, with_raw: bool = False
+    workspace: Workspace, embedder_id: str | None = None, *, with_raw: bool = False,
+    with_class_scores: bool = False,
 ) -> Iterator[tuple[RecordingRow, StoredEmbedding]]:
     """Each embedded recording with its embedding; one row per path, read lazily."""
-    columns = "e.frames, e.hop_seconds, e.embedding, e.embedder_id" + (", e.raw_embedding" if with_raw else "")
     sql = (
-        f"SELECT r.*, {columns} FROM recordings r JOIN embeddings e ON e.content_sha256 = r.content_sha256"
+        f"SELECT r.*, {_embedding_columns(with_raw, with_class_scores)} FROM recordings r"
+        " JOIN embeddings e ON e.content_sha256 = r.content_sha256 JOIN embedders d ON d.id = e.embedder_id"
         " WHERE r.status='embedded'" + (" AND e.embedder_id=?" if embedder_id else "") + " ORDER BY r.path"
     )
     cursor = workspace.connection.execute(sql, (embedder_id,) if embedder_id else ())
     for row in cursor:
-        yield _recording(row), _stored(row, row["content_sha256"], row["embedder_id"], with_raw)
+        yield _recording(row), _stored(row, row["content_sha256"], row["embedder_id"], with_raw, with_class_scores)
 
 
 def status_section(workspace: Workspace) -> dict:
@@ -278,12 +340,15 @@ def status_section(workspace: Workspace) -> dict:
         "SELECT path, error FROM recordings WHERE status='failed' ORDER BY path")]
     embedders = [
         {"embedder_id": row["id"], "source": json.loads(row["provenance_json"]).get("source"),
+         "model": _frame_spec(row["frames_json"]).model, "dimension": _frame_spec(row["frames_json"]).dimension,
          "contents": row["contents"], "hours": row["frames"] * row["hop"] / 3600.0,
-         "shorter_than_one_example": row["empty"], "created_at": row["created_at"]}
+         "stored_bytes": row["bytes"], "shorter_than_one_example": row["empty"], "created_at": row["created_at"]}
         for row in workspace.query(
-            "SELECT d.id, d.provenance_json, d.created_at, COUNT(e.content_sha256) AS contents,"
+            "SELECT d.id, d.provenance_json, d.frames_json, d.created_at, COUNT(e.content_sha256) AS contents,"
             " COALESCE(SUM(e.frames), 0) AS frames, COALESCE(MAX(e.hop_seconds), 0) AS hop,"
-            " COALESCE(SUM(e.frames = 0), 0) AS empty"
+            " COALESCE(SUM(e.frames = 0), 0) AS empty,"
+            " COALESCE(SUM(LENGTH(e.embedding) + COALESCE(LENGTH(e.raw_embedding), 0)"
+            " + COALESCE(LENGTH(e.class_scores), 0)), 0) AS bytes"
             " FROM embedders d LEFT JOIN embeddings e ON e.embedder_id = d.id GROUP BY d.id ORDER BY d.created_at")
     ]
     return {
@@ -305,10 +370,23 @@ def _recording(row) -> RecordingRow:
     )
 
 
-def _stored(row, content_sha256: str, embedder_id: str, with_raw: bool) -> StoredEmbedding:
+def _embedding_columns(with_raw: bool, with_class_scores: bool) -> str:
+    return ("e.frames, e.hop_seconds, e.embedding, e.embedder_id, d.frames_json"
+            + (", e.raw_embedding" if with_raw else "") + (", e.class_scores" if with_class_scores else ""))
+
+
+def _frame_spec(frames_json: str | None) -> FrameSpec:
+    return FrameSpec.from_dict(json.loads(frames_json)) if frames_json else VGGISH_FRAMES
+
+
+def _stored(row, content_sha256: str, embedder_id: str, with_raw: bool, with_class_scores: bool = False
+            ) -> StoredEmbedding:
     frames = row["frames"]
-    quantized = np.frombuffer(row["embedding"], dtype=np.uint8).reshape(frames, EMBEDDING_SIZE)
-    raw = None
+    spec = _frame_spec(row["frames_json"])
+    raw = scores = None
     if with_raw and row["raw_embedding"] is not None:
-        raw = np.frombuffer(row["raw_embedding"], dtype="<f4").reshape(frames, EMBEDDING_SIZE)
-    return StoredEmbedding(content_sha256, embedder_id, quantized, raw, row["hop_seconds"])
+        raw = np.frombuffer(row["raw_embedding"], dtype="<f4").reshape(frames, spec.dimension)
+    if with_class_scores and row["class_scores"] is not None:
+        scores = class_scores_from_blob(row["class_scores"], frames, spec.class_count)
+    return StoredEmbedding(content_sha256, embedder_id, spec.from_blob(row["embedding"], frames), raw,
+                           row["hop_seconds"], scores, spec)
