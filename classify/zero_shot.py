@@ -121,6 +121,7 @@ class ZeroShotDetector:
 
     input_encoding = CLASS_SCORES
     streamable = True
+    train_config = None  # nothing trained: evaluate defaults to the held-out split, like a trained model
     # Any embedder whose class scores carry the member names serves: the names are checked, not ids.
     embedder_ids: tuple[str, ...] = ()
 
