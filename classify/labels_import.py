@@ -78,7 +78,7 @@ class Problem:
 @dataclass
 class LabelImport:
     origin: str
-    rows: int  # rows (files) the source holds
+    rows: int  # rows (files) the source holds, bad ones included
     imported_rows: int
     recordings: int
     counts: ImportCounts | None
@@ -181,6 +181,7 @@ class _Known:
 def import_labels(workspace: Workspace, rows: Sequence[LabelRow], origin: str, config: ImportConfig,
                   problems: Sequence[Problem] = ()) -> LabelImport:
     """Match rows to embedded recordings and store their labels under `origin` (replacing its earlier import)."""
+    entries = len(rows) + len(problems)  # the source's rows (files), bad ones included
     problems = list(problems)
     by_path = {row["path"]: _Known(row["content_sha256"], row["status"], row["error"])
                for row in workspace.query("SELECT path, content_sha256, status, error FROM recordings")}
@@ -251,7 +252,7 @@ def import_labels(workspace: Workspace, rows: Sequence[LabelRow], origin: str, c
     )
     counts = replace_imported_labels(workspace, labels)
     recordings = len({c for c, _ in clip} | {c for c, _, _ in strong})
-    return LabelImport(origin, len(rows), imported, recordings, counts, problems)
+    return LabelImport(origin, entries, imported, recordings, counts, problems)
 
 
 def origin_of(source: str | os.PathLike) -> str:

@@ -82,7 +82,8 @@ def threshold_at_fpr(negative_scores: np.ndarray, target_fpr: float) -> float:
     """The lowest threshold at which at most `target_fpr` of the negatives score >= it.
 
     Lowest, so recall is as high as that false-positive rate allows; just above the highest
-    negative that must be rejected (ties are rejected together).
+    negative that must be rejected (ties are rejected together), by one float32 step, so the
+    comparison holds for float32 probabilities as well as for float64 ones.
     """
     if not 0.0 <= target_fpr < 1.0:
         raise ValueError(f"target false-positive rate must be in [0, 1), got {target_fpr}")
@@ -90,7 +91,7 @@ def threshold_at_fpr(negative_scores: np.ndarray, target_fpr: float) -> float:
     allowed = math.floor(target_fpr * len(scores) + 1e-9)
     if allowed >= len(scores):
         return 0.0
-    return float(np.nextafter(scores[allowed], np.inf))
+    return float(np.nextafter(np.float32(scores[allowed]), np.float32(np.inf)))
 
 
 def calibrate_at_fpr(scores: np.ndarray, targets: np.ndarray, target_fpr: float) -> dict:
