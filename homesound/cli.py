@@ -18,6 +18,7 @@ STAGE_CLI_MODULES = (
     "embed.cli",
     "audioset_fetch.cli",
     "classify.cli",
+    "classify.labels_cli",
     "active_learning.cli",
     "hub.cli",
 )
