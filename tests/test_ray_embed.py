@@ -225,7 +225,6 @@ def test_without_ray_nothing_imports_ray(archive, vggish_files, tmp_path):
 @pytest.mark.parametrize("arguments, message", [
     (["--out-dir", "{workspace}", "--ray"], "add --workspace"),
     (["--workspace", "{workspace}", "--ray", "--workers", "2"], "with --ray the cluster decodes"),
-    (["--workspace", "{workspace}", "--ray", "127.0.0.1:1", "--ray-actors-per-node", "0"], "at least 1"),
 ])
 def test_ray_option_mistakes_are_one_clear_message(arguments, message, archive, tmp_path, capsys):
     arguments = [argument.replace("{workspace}", str(tmp_path / "home.db")) for argument in arguments]
