@@ -96,14 +96,14 @@ def worker(mode: str, audio: Path, weights: Path, workspace: Path | None) -> Non
     """One measurement in this fresh process, so its peak RSS is its own."""
     import numpy as np
 
-    from embed.vggish import EmbedderConfig
+    from embed.embedder import EmbedderConfig
 
     config = EmbedderConfig(source=str(weights / "vggish_model.ckpt"), pca=str(weights / "vggish_pca_params.npz"))
     if mode == "single":
         import soundfile
 
         from embed.pipeline import embed_file
-        from embed.vggish import load_embedder
+        from embed.embedder import load_embedder
 
         embedder = load_embedder(config=config)
         embedder.run_network(np.zeros((config.batch_size, 96, 64), np.float32))  # compile outside the timing

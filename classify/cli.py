@@ -51,7 +51,8 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
     fitting.add_argument("--target-precision", type=float,
                          help="calibrate each threshold for this precision (default: best F1)")
     fitting.add_argument("--train-splits", default="train", help="comma-separated splits to train on (default train)")
-    fitting.add_argument("--embedder", help="use only sequences embedded by this embedder id")
+    fitting.add_argument("--embedder", help="use only sequences embedded by this embedder id, or by any embedder "
+                         "of this model (vggish, yamnet)")
     fitting.add_argument("--mix-embedders", action="store_true",
                          help="allow sequences from several embedders (only if they share one embedding space)")
     fitting.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -118,20 +119,29 @@ def _split_list(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip()) if text else ()
 
 
+def _one_frame_spec(specs: dict):
+    """The frame facts shared by the training embedders; VGGish and YAMNet frames do not mix."""
+    models = {spec.model: embedder for embedder, spec in specs.items()}
+    if len(set(specs.values())) > 1:
+        raise HomesoundError(f"the labeled data is embedded by {' and '.join(models)} ({', '.join(models.values())}); "
+                             "their embeddings do not mix: choose one with --embedder ID")
+    return next(iter(specs.values()))
+
+
 def run_train(args: argparse.Namespace) -> int:
     from classify.config import ModelConfig, TrainConfig
     from classify.plots import training_curves
     from classify.training import train_detector
     from homesound.workspace import Workspace
     from homesound.workspace.classify import register_model
-    from homesound.workspace.recordings import embedder_provenance
+    from homesound.workspace.recordings import embedder_provenance, frame_spec
     from homesound.workspace.runs import finish_run, start_run
     from homesound.workspace.training_data import iter_labeled_sequences
 
     out = Path(args.out)
     try:
         model_config = ModelConfig(
-            input_size=128, projection_size=args.projection_size, hidden_size=args.hidden_size, rnn=args.rnn,
+            projection_size=args.projection_size, hidden_size=args.hidden_size, rnn=args.rnn,
             layers=args.layers, dropout=args.dropout, bidirectional=args.bidirectional, pooling=args.pooling,
         )
         train_config = TrainConfig(
@@ -143,8 +153,15 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise HomesoundError(str(error)) from error
     with Workspace(args.workspace) as workspace:
-        sequences = [s for s in iter_labeled_sequences(workspace)
-                     if args.embedder is None or s.embedder_id == args.embedder]
+        models = {}  # embedder id -> model name, so --embedder takes either
+
+        def chosen(embedder_id: str) -> bool:
+            if args.embedder in (None, embedder_id):
+                return True
+            models.setdefault(embedder_id, frame_spec(workspace, embedder_id).model)
+            return models[embedder_id] == args.embedder
+
+        sequences = [s for s in iter_labeled_sequences(workspace) if chosen(s.embedder_id)]
         if not sequences:
             raise HomesoundError(
                 f"workspace {args.workspace} holds no labeled sequences"
@@ -152,6 +169,7 @@ def run_train(args: argparse.Namespace) -> int:
                 + "; import AudioSet segments (homesound audioset import) or pull labels (homesound pull) first"
             )
         provenance = {e: embedder_provenance(workspace, e) for e in sorted({s.embedder_id for s in sequences})}
+        frames = _one_frame_spec({e: frame_spec(workspace, e) for e in provenance})
         run_id = start_run(workspace, "train", {"model": dataclasses.asdict(model_config),
                                                 "training": dataclasses.asdict(train_config),
                                                 "embedder": args.embedder, "mix_embedders": args.mix_embedders,
@@ -159,7 +177,8 @@ def run_train(args: argparse.Namespace) -> int:
         try:
             detector = train_detector(
                 sequences, model_config, train_config, classes=_split_list(args.classes) or None,
-                allow_mixed_embedders=args.mix_embedders, embedder_provenance=provenance, progress=not args.quiet,
+                allow_mixed_embedders=args.mix_embedders, embedder_provenance=provenance, frames=frames,
+                progress=not args.quiet,
             )
             detector.metrics["run_id"] = run_id
             digest = detector.save(out)
@@ -255,7 +274,7 @@ def run_detect(args: argparse.Namespace) -> int:
     else:
         detections, failures = _detect_files(args, detector, settings)
     write_events(events_table(detections), args.out)
-    hours = sum(len(d.probabilities) for d in detections) * 0.96 / 3600
+    hours = detector.frames.seconds(sum(len(d.probabilities) for d in detections)) / 3600
     counts = ", ".join(f"{label}: {n}" for label, n in events_per_class(detections, detector.classes).items())
     print(f"{len(detections)} recordings ({hours:.2f} h): {counts} events -> {args.out}")
     if failures:
@@ -280,7 +299,7 @@ def _detect_files(args, detector, settings):
             failures += 1
             print(f"homesound detect: skipped {error}", file=sys.stderr)
             continue
-        embedding = embeddings.embedding if detector.input_encoding == "audioset_uint8" else embeddings.raw_embedding
+        embedding = embeddings.raw_embedding if detector.input_encoding == "raw_float32" else embeddings.embedding
         ((probabilities, events),) = detect_events(detector, [embedding], embeddings.embedder_id, settings)
         detections.append(RecordingDetection(str(name), None, probabilities, events))
         _timeline(args, detector, detections[-1], settings)
@@ -333,7 +352,8 @@ def _detect_workspace(args, detector, settings):
                                               "events": sum(len(d.events) for d in done.values())})
     if not detections:
         raise HomesoundError(f"workspace {args.workspace} has no recordings embedded by "
-                             f"{', '.join(detector.embedder_ids)}; run homesound embed with the same VGGish first")
+                             f"{', '.join(detector.embedder_ids)}; run homesound embed with the same "
+                             f"{detector.frames.model} first (--embedder {detector.frames.model})")
     return detections
 
 

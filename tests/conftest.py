@@ -40,7 +40,7 @@ def vggish_files(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def checkpoint_embedder(vggish_files):
-    from embed.vggish import load_embedder
+    from embed.embedder import load_embedder
 
     return load_embedder(str(vggish_files.checkpoint), str(vggish_files.pca))
 
