@@ -4,6 +4,7 @@ Label Studio server for the active-learning round trip."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def find_shared_data() -> Path | None:
-    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
-        if (candidate / "clips.csv").is_file():
-            return candidate
-    return None
+    """../shared/data beside the checkout (as in CI), or $HOMESOUND_SHARED_DATA for a checkout elsewhere."""
+    configured = os.environ.get("HOMESOUND_SHARED_DATA")
+    candidate = Path(configured) if configured else REPO.parent / "shared" / "data"
+    return candidate if (candidate / "clips.csv").is_file() else None
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +29,15 @@ def shared_data() -> Path:
     if found is None:
         pytest.fail("../shared/data (real clips and AudioSet metadata) is missing beside the checkout")
     return found
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    """The ffmpeg executable; tests that need it skip where it is missing (.ci/run installs it)."""
+    path = shutil.which("ffmpeg")
+    if path is None:
+        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg; .ci/run installs it)")
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -209,7 +209,9 @@ def test_kill_9_at_random_points_then_rerun_equals_one_uninterrupted_run(tmp_pat
     for index, source in enumerate(picked["file"]):
         shutil.copy(source, archive / f"{index:02d}_{os.path.basename(source)}")
     shutil.copy(picked["file"].iloc[0], archive / "copy_of_first.ogg")
-    rng = np.random.default_rng(int(os.environ.get("HOMESOUND_KILL_SEED", time.time_ns() % 2**32)))
+    seed = int(os.environ.get("HOMESOUND_KILL_SEED", time.time_ns() % 2**32))
+    print(f"kill points drawn with HOMESOUND_KILL_SEED={seed} (set it to replay this run)")
+    rng = np.random.default_rng(seed)
     soundfile.write(archive / "long.wav", rng.uniform(-0.3, 0.3, (44100 * 40, 2)), 44100)
     total = len(os.listdir(archive))
 
