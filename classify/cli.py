@@ -100,7 +100,7 @@ def _register_detect(subcommands: argparse._SubParsersAction) -> None:
     detect.add_argument("--out", required=True, metavar="EVENTS", help="events.csv, events.json or events.parquet")
     detect.add_argument("--timeline", metavar="DIR", help="write a PNG per recording: probabilities and events")
     _add_event_options(detect)
-    add_embedder_options(detect)
+    add_embedder_options(detect, "; default here: the model the detector was trained on")
     detect.set_defaults(handler=run_detect)
 
 
@@ -289,7 +289,7 @@ def _detect_files(args, detector, settings):
     from embed.cli import embedder_from_args
     from embed.pipeline import embed_file
 
-    embedder = embedder_from_args(args)
+    embedder = embedder_from_args(args, default_model=detector.frames.model)
     detector.check_embedder(embedder.embedder_id)  # before any audio is decoded
     detections, failures = [], 0
     for name in tqdm(args.files, desc="detect", unit="file", disable=len(args.files) < 2):

@@ -34,9 +34,9 @@ def add_model_options(parser, default_note: str = "", with_embedder: bool = True
     parser.add_argument("--pca", metavar="PCA.npz", help=PCA_HELP)
 
 
-def add_embedder_options(parser: argparse.ArgumentParser) -> None:
+def add_embedder_options(parser: argparse.ArgumentParser, default_note: str = "") -> None:
     """The options that choose the embedder; shared by every command that embeds audio."""
-    add_model_options(parser)
+    add_model_options(parser, default_note)
     parser.add_argument("--batch-size", type=int, default=64, help="frames per network call (default 64)")
     parser.add_argument("--no-xla", action="store_true", help="do not compile the VGGish network with XLA")
 
