@@ -335,6 +335,12 @@ def test_train_then_detect_on_yamnet_embeddings(tmp_path, yamnet_workspace, yamn
     crying = table[table["label"] == "crying"]["recording"].map(lambda path: Path(path).parent.name)
     assert len(crying) and (crying == "crying").mean() > 0.7, table
 
+    assert main(["evaluate", "--model", str(model), "--workspace", str(workspace), "--split", "test",
+                 "--report", str(tmp_path / "report")]) == 0
+    assert main(["rank", "--workspace", str(workspace), "--model", str(model), "--top", "4", "--dry-run",
+                 "--out", str(tmp_path / "picks.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "picks.csv")) == 4
+
     one = next((folder / "crying").iterdir())
     assert main(["detect", str(one), "--model", str(model), "--out", str(tmp_path / "one.csv"),
                  "--yamnet", str(yamnet_tflite)]) == 0  # the detector's model is the default embedder
