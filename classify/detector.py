@@ -114,7 +114,7 @@ class Detector:
     @classmethod
     def from_dict(cls, stored: dict) -> Detector:
         if stored.get("format") != MODEL_FORMAT:
-            raise HomesoundError("not a homesound detector file")
+            raise HomesoundError("not a homesound model file; give a detector written by homesound train")
         if stored.get("format_version", 0) > MODEL_FORMAT_VERSION:
             raise HomesoundError(
                 f"this detector file has format v{stored['format_version']}; upgrade homesound (this is {__version__})"
@@ -141,13 +141,15 @@ class Detector:
         """Load a model file; with embedder_id, refuse it unless it was trained on that embedder."""
         path = Path(path)
         if not path.is_file():
-            raise HomesoundError(f"detector file {path} does not exist; train one with `homesound train`")
+            raise HomesoundError(f"detector file {path} does not exist; train one with `homesound train`, or use "
+                                 "--model zero-shot (YAMNet's own class scores, no training)")
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for foreign or damaged files
-            raise HomesoundError(f"{path} is not a readable homesound detector ({error}); retrain it") from error
+        except Exception:  # torch raises several types, with pages of advice, for foreign or damaged files
+            raise HomesoundError(f"{path} is not a homesound model file (not one `homesound train` wrote, or "
+                                 "damaged); give a detector written by homesound train") from None
         if not isinstance(stored, dict):
-            raise HomesoundError(f"{path} is not a homesound detector file")
+            raise HomesoundError(f"{path} is not a homesound model file; give a detector written by homesound train")
         try:
             detector = cls.from_dict(stored)
         except HomesoundError as error:
@@ -230,3 +232,23 @@ def _json_default(value: Any) -> Any:
 def _config(kind, values: dict):
     names = {f.name for f in dataclasses.fields(kind)}
     return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
+
+
+def load_detector(model: str | os.PathLike, embedder_id: str | None = None):
+    """A trained detector file, a zero-shot detector file (JSON), or the name `zero-shot` (no file)."""
+    from classify.zero_shot import BUILTIN_NAME, ZeroShotDetector, is_zero_shot_file
+
+    if str(model) == BUILTIN_NAME and not Path(model).exists():
+        return ZeroShotDetector.builtin()
+    if is_zero_shot_file(model):
+        return ZeroShotDetector.load(model)
+    return Detector.load(model, embedder_id)
+
+
+def model_sha256(model: str | os.PathLike, detector) -> str:
+    """The identity of what `--model` named: its file's sha256, or the built-in zero-shot detector's digest."""
+    from classify.zero_shot import BUILTIN_NAME
+
+    if str(model) == BUILTIN_NAME and not Path(model).exists():
+        return detector.digest()
+    return file_sha256(model)

@@ -20,7 +20,7 @@ from homesound.errors import HomesoundError
 # How stored embeddings become model input, decided by their provenance (dtype of the array).
 AUDIOSET_UINT8 = "audioset_uint8"  # post-processed like AudioSet's release: (x / 255) * 4 - 2
 RAW_FLOAT32 = "raw_float32"  # the embedder's float output before quantization, used as is
-FLOAT16 = "float16"  # stored as float16 (YAMNet in the workspace), widened to float32
+FLOAT16 = "float16"  # stored as half precision (YAMNet in the workspace), read as float32
 INPUT_ENCODINGS = (AUDIOSET_UINT8, RAW_FLOAT32, FLOAT16)
 
 # GRU carries one tensor of state, LSTM a pair (h, c).
@@ -38,8 +38,7 @@ def input_encoding_of(embedding: np.ndarray) -> str:
         return RAW_FLOAT32
     if embedding.dtype == np.float16:
         return FLOAT16
-    raise ValueError(f"embeddings must be uint8 (AudioSet post-processed), float16 (YAMNet as stored) or float32 "
-                     f"(raw), got {embedding.dtype}")
+    raise ValueError(f"embeddings must be uint8 (AudioSet post-processed), float16 or float32, got {embedding.dtype}")
 
 
 def dequantize(embedding: np.ndarray, encoding: str) -> np.ndarray:
@@ -48,11 +47,11 @@ def dequantize(embedding: np.ndarray, encoding: str) -> np.ndarray:
     if actual != encoding:
         raise HomesoundError(
             f"this detector expects {encoding} embeddings but got {actual}; "
-            "use the embeddings it was trained on (uint8 post-processed, float16 as stored, or raw float32)"
+            "use the embeddings it was trained on (uint8 post-processed or raw float32)"
         )
     if encoding == AUDIOSET_UINT8:
         return _DEQUANTIZED[embedding]
-    return np.ascontiguousarray(embedding, dtype=np.float32)  # float16 widens exactly
+    return np.ascontiguousarray(embedding, dtype=np.float32)
 
 
 class SequenceDetector(nn.Module):

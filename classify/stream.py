@@ -16,6 +16,8 @@ from typing import Mapping, Protocol, Sequence
 import numpy as np
 
 from classify.events import EventRule, EventTracker, EventUpdate
+from classify.zero_shot import CLASS_SCORES
+from homesound.errors import HomesoundError
 
 
 class DetectorStream(Protocol):
@@ -47,15 +49,22 @@ class LiveDetector:
         self.classes = tuple(classes)
         self.rules = {label: rules[label] for label in self.classes}
         self.embedder_id = embedder_id
-        self.raw_input = input_encoding == "raw_float32"
+        self.input_encoding = input_encoding
         self.hops = 0
         self.segment_start_seconds = 0.0
         self._segment_hops = 0
         self._trackers = self._new_trackers(0.0)
 
-    def push(self, embedding: np.ndarray, raw_embedding: np.ndarray) -> HopResult:
-        """The next hop's stored-encoding embedding and raw float32 embedding (the detector takes one)."""
-        features = raw_embedding if self.raw_input else embedding
+    def push(self, embedding: np.ndarray, raw_embedding: np.ndarray, class_scores: np.ndarray | None = None
+             ) -> HopResult:
+        """The next hop's stored-encoding embedding, raw float32 embedding and class scores (if the embedder
+        has them); the detector reads the one its input encoding names (the zero-shot detector: class scores)."""
+        if self.input_encoding == CLASS_SCORES:
+            if class_scores is None:
+                raise HomesoundError("the zero-shot detector needs class scores: listen with the YAMNet embedder")
+            features = class_scores
+        else:
+            features = raw_embedding if self.input_encoding == "raw_float32" else embedding
         probabilities = np.asarray(self.stream.push(features, self.embedder_id), dtype=np.float64)
         start = self.segment_start_seconds + self._segment_hops * self.hop_seconds
         updates = [update for tracker, p in zip(self._trackers, probabilities) for update in tracker.push(p)]

@@ -21,6 +21,17 @@ YAMNET_HELP = ("YAMNet source: TF Hub handle (default https://tfhub.dev/google/y
 PCA_HELP = "vggish_pca_params.npz (default: $HOMESOUND_VGGISH_PCA, beside the checkpoint, or downloaded once)"
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (a batch or a worker count of 0 cannot work)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_model_options(parser, default_note: str = "", with_embedder: bool = True) -> None:
     """--embedder, --vggish, --yamnet, --pca: which network and where its files are.
 
@@ -37,7 +48,7 @@ def add_model_options(parser, default_note: str = "", with_embedder: bool = True
 def add_embedder_options(parser: argparse.ArgumentParser, default_note: str = "") -> None:
     """The options that choose the embedder; shared by every command that embeds audio."""
     add_model_options(parser, default_note)
-    parser.add_argument("--batch-size", type=int, default=64, help="frames per network call (default 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="frames per network call (default 64)")
     parser.add_argument("--no-xla", action="store_true", help="do not compile the VGGish network with XLA")
 
 
@@ -92,7 +103,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     archive.add_argument("--extensions", metavar="LIST",
                          help="file extensions to embed when walking folders: 'wav,flac' replaces the default list, "
                               f"'+mp4,mkv' adds to it (default: {','.join(DEFAULT_EXTENSIONS)})")
-    archive.add_argument("--workers", type=int, metavar="N",
+    archive.add_argument("--workers", type=positive_int, metavar="N",
                          help="decoding processes (default: half the cores, at least 1, at most 4)")
     archive.add_argument("--keep-raw", action="store_true",
                          help="also store the float32 embeddings before PCA and quantization (VGGish: 4x the space)")
@@ -107,6 +118,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "random-weights", help="write deterministic RANDOM weights in all three formats (offline tests, demos)")
     random.add_argument("--out", required=True, metavar="DIR")
     random.add_argument("--seed", type=int, default=0)
+    random.add_argument("--force", action="store_true", help="write them again even if DIR already holds them")
     random.set_defaults(handler=run_random_weights)
     export = tools.add_parser("export-savedmodel", help="Google's checkpoint -> SavedModel with the TF Hub signature")
     export.add_argument("--checkpoint", required=True, metavar="vggish_model.ckpt")
@@ -125,8 +137,6 @@ def run_embed_archive(args: argparse.Namespace) -> int:
     missing = [name for name in args.inputs if not os.path.lexists(name)]
     if missing:
         raise HomesoundError(f"no such file or folder: {', '.join(missing)}")
-    if args.workers is not None and args.workers < 1:
-        raise HomesoundError("--workers must be at least 1")
     config = ArchiveJobConfig(
         inputs=tuple(os.path.abspath(name) for name in args.inputs),
         extensions=parse_extensions(args.extensions),
@@ -145,13 +155,16 @@ def run_embed_files(args: argparse.Namespace) -> int:
 
     from embed.pipeline import embed_file
 
+    from homesound.output_files import atomic_output, check_output_file, prepare_folder
+
     inputs = [Path(name) for name in args.inputs]
     if args.out and len(inputs) > 1:
         raise HomesoundError(f"{len(inputs)} input files but one --out file; use --out-dir DIR")
-    targets = [Path(args.out)] if args.out else _output_names(inputs, Path(args.out_dir))
-    for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
+    if args.out_dir:
+        prepare_folder(args.out_dir, "--out-dir")
+    targets = [check_output_file(args.out, "--out")] if args.out else _output_names(inputs, Path(args.out_dir))
     embedder = embedder_from_args(args)
+    shortest = embedder.frames.window_seconds
     failures = 0
     for source, target in zip(inputs, targets):
         try:
@@ -160,17 +173,16 @@ def run_embed_files(args: argparse.Namespace) -> int:
             failures += 1
             print(f"homesound embed: skipped {error}", file=sys.stderr)
             continue
-        partial = target.with_name(target.name + ".part.npz")
         scores = {} if result.class_scores is None else {
             "class_scores": result.class_scores, "class_names": np.array(result.class_names)}
-        np.savez(partial, embedding=result.embedding, raw_embedding=result.raw_embedding,
-                 start_seconds=result.start_seconds, embedder_id=np.array(result.embedder_id),
-                 provenance=np.array(json.dumps(result.provenance, sort_keys=True)),
-                 frames=np.array(json.dumps(embedder.frames.to_dict(), sort_keys=True)),
-                 audio=np.array(json.dumps(result.audio, sort_keys=True)), **scores)
-        partial.replace(target)
-        note = "" if len(result) else " (shorter than 0.96 s: no embedding)"
-        print(f"{source}: {len(result)} embeddings, {result.audio['seconds']:.1f} s -> {target}{note}")
+        with atomic_output(target, suffix=".part.npz", what="embeddings") as partial:
+            np.savez(partial, embedding=result.embedding, raw_embedding=result.raw_embedding,
+                     start_seconds=result.start_seconds, embedder_id=np.array(result.embedder_id),
+                     provenance=np.array(json.dumps(result.provenance, sort_keys=True)),
+                     frames=np.array(json.dumps(embedder.frames.to_dict(), sort_keys=True)),
+                     audio=np.array(json.dumps(result.audio, sort_keys=True)), **scores)
+        note = "" if len(result) else f" (one embedding needs at least {shortest:.3f} s of audio: none)"
+        print(f"{source}: {len(result)} embeddings, {result.audio['seconds']:.2f} s -> {target}{note}")
     return 1 if failures else 0
 
 
@@ -188,6 +200,12 @@ def _output_names(inputs: list[Path], directory: Path) -> list[Path]:
 def run_random_weights(args: argparse.Namespace) -> int:
     from embed.random_weights import write_random_vggish
 
+    from embed.random_weights import existing_random_vggish
+
+    files = None if args.force else existing_random_vggish(args.out, seed=args.seed)
+    if files is not None:
+        print(f"RANDOM VGGish weights (seed {args.seed}) are already in {args.out}: kept (--force writes them again)")
+        return 0
     files = write_random_vggish(args.out, seed=args.seed)
     print("RANDOM VGGish weights (for offline tests and demos; the embeddings mean nothing):")
     print(f"  checkpoint  {files.checkpoint}\n  pca         {files.pca}\n  savedmodel  {files.savedmodel}")

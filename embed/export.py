@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from homesound import __version__
 from homesound.errors import HomesoundError
 from homesound.frames import UINT8_AUDIOSET, FrameSpec
+from homesound.output_files import atomic_output
 from homesound.workspace import Workspace, recordings
 from homesound.workspace.core import utc_now
 
@@ -46,36 +46,29 @@ def export_embeddings_parquet(workspace: Workspace, out: str | os.PathLike, *, e
     chosen = _chosen_embedders(workspace, embedder_id)
     spec = next(iter(chosen.values()), None)
     schema = _schema(pa, spec, with_raw)
-    target = Path(out)
-    partial = target.with_name(target.name + ".part")
     group: list[tuple] = []
     group_rows = total_rows = total_recordings = 0
     used: dict[str, dict] = {}
-    try:
-        with pq.ParquetWriter(partial, schema) as writer:
-            for chosen_id in chosen:
-                for row, stored in recordings.iter_embedded_recordings(workspace, chosen_id, with_raw=with_raw,
-                                                                       with_class_scores=bool(spec.class_count)):
-                    if with_raw and stored.raw_embedding is None and len(stored.embedding):
-                        raise HomesoundError(f"{row.path}: no raw embeddings stored (embedded without --keep-raw); "
-                                             "export without --raw")
-                    used.setdefault(stored.embedder_id, _embedder_facts(workspace, stored.embedder_id))
-                    group.append((row, stored))
-                    group_rows += len(stored.embedding)
-                    total_rows += len(stored.embedding)
-                    total_recordings += 1
-                    if group_rows >= ROWS_PER_GROUP:
-                        writer.write_table(_table(pa, schema, spec, group, with_raw))
-                        group, group_rows = [], 0
-            if group:
-                writer.write_table(_table(pa, schema, spec, group, with_raw))
-            writer.add_key_value_metadata({"homesound": json.dumps({
-                "homesound_version": __version__, "exported_at": utc_now(), "workspace": str(workspace.path),
-                "dequantize": DEQUANTIZE[spec.encoding] if spec else None, "embedders": used}, sort_keys=True)})
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, target)
+    with atomic_output(out, what="export") as partial, pq.ParquetWriter(partial, schema) as writer:
+        for chosen_id in chosen:
+            for row, stored in recordings.iter_embedded_recordings(workspace, chosen_id, with_raw=with_raw,
+                                                                   with_class_scores=bool(spec.class_count)):
+                if with_raw and stored.raw_embedding is None and len(stored.embedding):
+                    raise HomesoundError(f"{row.path}: no raw embeddings stored (embedded without --keep-raw); "
+                                         "export without --raw")
+                used.setdefault(stored.embedder_id, _embedder_facts(workspace, stored.embedder_id))
+                group.append((row, stored))
+                group_rows += len(stored.embedding)
+                total_rows += len(stored.embedding)
+                total_recordings += 1
+                if group_rows >= ROWS_PER_GROUP:
+                    writer.write_table(_table(pa, schema, spec, group, with_raw))
+                    group, group_rows = [], 0
+        if group:
+            writer.write_table(_table(pa, schema, spec, group, with_raw))
+        writer.add_key_value_metadata({"homesound": json.dumps({
+            "homesound_version": __version__, "exported_at": utc_now(), "workspace": str(workspace.path),
+            "dequantize": DEQUANTIZE[spec.encoding] if spec else None, "embedders": used}, sort_keys=True)})
     return ExportSummary(total_recordings, total_rows, tuple(used))
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from homesound.errors import HomesoundError
 
@@ -40,12 +39,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def open_existing(path: str):
-    """A workspace that must exist already (reading commands never create one by a typo)."""
+    """A workspace that must exist already, opened read-only: reading commands never create, convert or
+    change a file (a typo, another program's database, a workspace on a read-only disk)."""
     from homesound.workspace import Workspace
 
-    if not Path(path).is_file():
-        raise HomesoundError(f"no workspace at {path}; create one with `homesound embed ... --workspace {path}`")
-    return Workspace(path)
+    return Workspace(path, readonly=True)
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -153,7 +153,7 @@ def run_listen(args: argparse.Namespace) -> int:
     stderr_summary(summary)
     if summary.exit_status == "error":
         raise HomesoundError(summary.error)
-    return 0
+    return 1 if any(getattr(sink, "undelivered", False) for sink in sinks) else 0  # e.g. the broker never reached
 
 
 class _Runtime:
