@@ -185,19 +185,21 @@ def _load_full_runtime(args: argparse.Namespace) -> _Runtime:
     import numpy as np
     import torch
 
-    from classify.detector import Detector, file_sha256
+    from classify.detector import load_detector, model_sha256
 
     torch.set_num_threads(1)  # one small GRU step per second; the cores are for the embedder
-    detector = Detector.load(args.model)
+    detector = load_detector(args.model)  # trained, or zero-shot (YAMNet's class scores)
     if not detector.streamable:
         raise HomesoundError(f"{args.model} is bidirectional (offline only); train a causal detector to listen")
     embedder = _detector_embedder(args, detector, batch_size=1, jit_compile=not args.no_xla)
     embedder.raw_embeddings([np.zeros(embedder.frames.window_samples)])  # compile now
-    return _Runtime(embedder, detector, f"model:{Path(args.model).resolve()} (sha256 {file_sha256(args.model)[:12]})")
+    where = args.model if not Path(args.model).exists() else Path(args.model).resolve()
+    return _Runtime(embedder, detector, f"model:{where} (sha256 {model_sha256(args.model, detector)[:12]})")
 
 
 def _detector_embedder(args: argparse.Namespace, detector, **settings):
     """The embedder the options name, by default the model (and source, if still there) the detector was trained on."""
+    from classify.frame_inputs import check_source
     from embed.cli import chosen_model, embedder_config_from_args
     from embed.embedder import load_embedder
 
@@ -205,13 +207,13 @@ def _detector_embedder(args: argparse.Namespace, detector, **settings):
     given = args.yamnet if model == "yamnet" else args.vggish
     source = given or (_trained_source(detector) if model == detector.frames.model else None)
     embedder = load_embedder(config=embedder_config_from_args(args, model, source=source, **settings))
-    detector.check_embedder(embedder.embedder_id)
+    check_source(detector, embedder.embedder_id, embedder.class_names)
     return embedder
 
 
 def _trained_source(detector) -> str | None:
     """The embedder source recorded with the detector's training embeddings, when it is still there."""
-    for provenance in detector.embedder_provenance.values():
+    for provenance in getattr(detector, "embedder_provenance", {}).values():  # a zero-shot detector has none
         source = (provenance or {}).get("source")
         if source and ("://" in source or any(Path(source).parent.glob(Path(source).name + "*"))):
             return source  # a Hub handle, a SavedModel directory, or a checkpoint prefix with its files

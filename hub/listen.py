@@ -199,7 +199,7 @@ class Listener:
 
     def _hops(self, hops: list[EmbeddedHop], started: float) -> None:
         for hop in hops:
-            result = self.detector.push(hop.embedding, hop.raw_embedding)
+            result = self.detector.push(hop.embedding, hop.raw_embedding, hop.class_scores)
             now = time.time()
             latency = now - self.wall_of(result.end_seconds)
             self.summary.hops += 1
