@@ -452,7 +452,7 @@ def _timeline(args, detector, detection, settings) -> None:
     taken.add(name)
     thresholds = {label: rule.on_threshold for label, rule in settings.rules(detector.thresholds).items()}
     timeline(detection.probabilities, detector.classes, detection.events, thresholds,
-             str(detection.recording), Path(args.timeline) / f"{name}.png")
+             str(detection.recording), Path(args.timeline) / f"{name}.png", detection.hop_seconds)
 
 
 def _fmt(value) -> str:

@@ -279,6 +279,18 @@ def test_export_writes_float16_embeddings_and_class_scores(tmp_path, archive, ya
         "fixed_size_list<element: uint8>[128]"
 
 
+def test_embed_files_to_npz_with_class_scores(tmp_path, clips, yamnet_tflite, yamnet):
+    path = pick(clips, "laughter", "ESC-50", 1)[0]
+    out = tmp_path / "laugh.npz"
+    assert main(["embed", path, "--out", str(out), "--yamnet", str(yamnet_tflite)]) == 0  # --yamnet implies it
+    with np.load(out) as stored:
+        assert stored["embedding"].dtype == np.float16 and stored["embedding"].shape[1] == 1024
+        assert stored["class_scores"].shape == (len(stored["embedding"]), 521)
+        assert list(stored["class_names"][:1]) == ["Speech"]
+        assert json.loads(str(stored["frames"]))["model"] == "yamnet"
+        assert str(stored["embedder_id"]) == yamnet.embedder_id
+
+
 def test_embedder_option_mistakes_are_messages(tmp_path, archive, yamnet_tflite, capsys):
     for arguments, message in (
             (["--embedder", "yamnet", "--pca", "p.npz"], "with --embedder yamnet use --yamnet"),
