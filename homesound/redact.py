@@ -18,7 +18,8 @@ from urllib.parse import unquote
 MASK = "***"
 # Query or fragment parameters whose values are secrets (matched anywhere in the name, any case).
 SECRET_PARAMETER = re.compile(r"token|key|secret|pass|pwd|auth|sig|credential|session|code", re.IGNORECASE)
-URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+# A URL in prose ends before whitespace, quotes and brackets, and does not take a sentence's last punctuation.
+URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>()\[\]{}]*[^\s'\"<>()\[\]{}.,;:!?]")
 _PARAMETER = re.compile(r"([^&;=]+)=([^&;#]*)")
 SHORTEST_SECRET = 3  # shorter values ("a", "1") would blank out ordinary words of the text around them
 
