@@ -38,9 +38,10 @@ import numpy as np
 from embed.archive import ExampleBatcher, _ArchiveEmbedding, _Content
 from embed.archive_worker import WorkerSettings, file_messages
 from embed.discover import FoundFile
-from embed.params import VGGISH
-from embed.vggish import EmbedderConfig, EmbedderSource, build_embedder
+from embed.embedder import ChunkFrames, EmbedderConfig, EmbedderSource, build_embedder, frames_of
 from homesound.errors import HomesoundError
+from homesound.frames import FrameSpec
+from homesound.workspace import recordings
 from homesound.workspace.recordings import StoredEmbedding
 
 CALLS_PER_ACTOR = 2  # batches sent to an actor at once: one running, one waiting, so it never idles
@@ -65,7 +66,7 @@ class ClusterConfig:
 # -- what runs on the cluster -------------------------------------------------------------------
 
 
-def decode_files(files: list[tuple[int, str]], settings: WorkerSettings) -> Iterator[Any]:
+def decode_files(files: list[tuple[int, str]], settings: WorkerSettings, frames: FrameSpec) -> Iterator[Any]:
     """A decoding task (a Ray streaming generator): its files' messages and network batches.
 
     Yields small headers; a ("batch", [(file_id, count), ...]) header is followed by its payload
@@ -82,7 +83,7 @@ def decode_files(files: list[tuple[int, str]], settings: WorkerSettings) -> Iter
         examples = 0
         for kind, _, _, value in file_messages(0, file_id, path, settings):
             if kind == "chunk":
-                count = len(value) if settings.send_examples else _examples_in_waveform(value)
+                count = len(value) if settings.send_examples else _frames_in_chunk(value, frames)
                 examples += count
                 if not settings.send_examples:
                     yield from _batch(value, [(file_id, count)])
@@ -106,12 +107,14 @@ def _batch(payload: np.ndarray, owners: list[tuple[int, int]]) -> Iterator[Any]:
     yield payload
 
 
-def _examples_in_waveform(chunk: np.ndarray) -> int:
-    return (len(chunk) - VGGISH.example_overlap_samples) // VGGISH.example_samples
+def _frames_in_chunk(chunk: np.ndarray, frames: FrameSpec) -> int:
+    """Whole frames in a waveform chunk: each needs its window, and they start a hop apart."""
+    return (len(chunk) - (frames.window_samples - frames.hop_samples)) // frames.hop_samples
 
 
 class NetworkActor:
-    """Holds the model once; turns batches into stored embeddings (and raw ones when they are kept)."""
+    """Holds the model once (built from the driver's embedder configuration); turns batches into stored
+    embeddings, with their raw values when they are kept and class scores when the model has them."""
 
     def __init__(self, located: EmbedderSource, config: EmbedderConfig, send_examples: bool, keep_raw: bool,
                  actors_on_node: int):
@@ -122,7 +125,9 @@ class NetworkActor:
             if actors_on_node > 1:  # the node's cores are shared between its actors
                 import tensorflow as tf
 
-                tf.config.threading.set_intra_op_parallelism_threads(max(1, (os.cpu_count() or 1) // actors_on_node))
+                share = max(1, (os.cpu_count() or 1) // actors_on_node)
+                tf.config.threading.set_intra_op_parallelism_threads(share)
+                config = replace(config, threads=config.threads or share)  # a TFLite interpreter's threads
             self.embedder = build_embedder(located, config)
         except Exception as error:  # reported by identity(): the driver refuses this node, the job goes on
             self.error = f"{type(error).__name__}: {error}".splitlines()[0]
@@ -132,15 +137,20 @@ class NetworkActor:
 
         import ray
 
-        return {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
-                "embedder_id": self.embedder.embedder_id if self.embedder else None, "error": self.error}
+        identity = {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(), "error": self.error}
+        if self.embedder is not None:
+            identity.update(embedder_id=self.embedder.embedder_id, provenance=self.embedder.provenance,
+                            frames=self.embedder.frames, class_names=self.embedder.class_names)
+        return identity
 
-    def embed(self, payload: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def embed(self, payload: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(stored encoding, raw float32 if kept, class scores if any) of a batch's frames."""
         if self.send_examples:
-            raw = self.embedder.run_network(payload)
+            frames = ChunkFrames(self.embedder.run_network(payload))
         else:
-            raw = self.embedder.raw_embeddings([payload])[0]
-        return self.embedder.postprocess(raw), raw.astype(np.float32) if self.keep_raw else None
+            frames = self.embedder.embed_chunks([payload])[0]
+        raw = np.asarray(frames.raw, np.float32)
+        return self.embedder.postprocess(raw), raw if self.keep_raw else None, frames.class_scores
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -159,7 +169,7 @@ class _Task:
 @dataclass
 class _Batch:
     payload: Any  # ray.ObjectRef
-    owners: list[tuple[int, int, int]]  # (file_id, first example in the file, count), in payload order
+    owners: list[tuple[int, int, int]]  # (file_id, first frame in the file, count), in payload order
     tries: int = 0
     actor: "_Actor | None" = None
 
@@ -197,10 +207,12 @@ class ClusterEmbedding(_ArchiveEmbedding):
         self.bundle: list[tuple[int, str]] = []
         self.bundle_bytes = 0
         self.attempts: collections.Counter[str] = collections.Counter()
-        self.parts: dict[int, list[tuple[int, np.ndarray, np.ndarray | None]]] = collections.defaultdict(list)
+        self.frames: FrameSpec = frames_of(self.located.model)  # then as the first actor ready states them
+        self.parts: dict[int, list[tuple]] = collections.defaultdict(list)  # (first frame, encoded, raw, scores)
         self.example_totals: dict[int, int] = {}
         self.last_refresh = 0.0
         self.no_actor_since: float | None = None
+        self.first_identity: dict | None = None
 
     def __enter__(self) -> "ClusterEmbedding":
         self._connect()
@@ -256,8 +268,9 @@ class ClusterEmbedding(_ArchiveEmbedding):
         self.connected_here = True
 
     def _wait_for_first_actor(self) -> None:
-        """The model loads on the nodes while the driver hashes; work starts once one actor is ready."""
-        while not any(actor.ready for actor in self.actors):
+        """The model loads on the nodes while the driver hashes; work starts once one actor is ready, and
+        the embedder is recorded in the workspace as that actor describes it (as one machine does)."""
+        while self.first_identity is None:
             self._refresh_cluster()
             pending = [actor.identity for actor in self.actors]
             if pending:
@@ -265,6 +278,10 @@ class ClusterEmbedding(_ArchiveEmbedding):
                 self._check_identities()
             else:
                 time.sleep(0.5)
+        identity = self.first_identity
+        self.frames = identity["frames"]
+        recordings.register_embedder(self.workspace, identity["embedder_id"], identity["provenance"],
+                                     frames=identity["frames"], class_names=identity["class_names"])
 
     def _refresh_cluster(self) -> None:
         """Actors for nodes that joined, none for nodes that died; decoding capacity from the CPUs there are."""
@@ -328,6 +345,7 @@ class ClusterEmbedding(_ArchiveEmbedding):
                 self._refuse(actor, f"{identity['host']}: {reason}")
             else:
                 actor.identity = None
+                self.first_identity = self.first_identity or identity
 
     def _refuse(self, actor: _Actor, reason: str) -> None:
         self.refused_nodes[actor.node] = reason
@@ -361,7 +379,7 @@ class ClusterEmbedding(_ArchiveEmbedding):
     def _submit_bundle(self) -> None:
         task = self.ray.remote(decode_files).options(
             num_cpus=1, max_retries=0, _generator_backpressure_num_objects=OBJECTS_AHEAD)
-        self.tasks[task.remote(self.bundle, self.settings)] = _Task([file_id for file_id, _ in self.bundle])
+        self.tasks[task.remote(self.bundle, self.settings, self.frames)] = _Task([file_id for file_id, _ in self.bundle])
         self.bundle, self.bundle_bytes = [], 0
 
     def _submit_batches(self) -> None:
@@ -448,7 +466,7 @@ class ClusterEmbedding(_ArchiveEmbedding):
         batch.actor.calls -= 1
         exceptions = self.ray.exceptions
         try:
-            encoded, raw = self.ray.get(ref)
+            encoded, raw, scores = self.ray.get(ref)
         except exceptions.RayActorError:  # the actor (its node) died: another actor takes the batch
             if batch.actor in self.actors:
                 self.actors.remove(batch.actor)
@@ -476,9 +494,10 @@ class ClusterEmbedding(_ArchiveEmbedding):
             content = self.contents.get(file_id)
             if content is None:
                 continue
-            self.parts[file_id].append((first, encoded[rows], None if raw is None else raw[rows]))
+            self.parts[file_id].append((first, encoded[rows], *(None if part is None else part[rows]
+                                                                for part in (raw, scores))))
             content.examples_done += count
-            self.progress.embedded(file_id, content, count * VGGISH.example_seconds)
+            self.progress.embedded(file_id, content, count * self.hop_seconds)
             self._finish_if_complete(file_id)
 
     def _finish_if_complete(self, file_id: int) -> None:
@@ -488,14 +507,12 @@ class ClusterEmbedding(_ArchiveEmbedding):
             return
         parts = sorted(self.parts.pop(file_id, []), key=lambda part: part[0])
         del self.example_totals[file_id]
-        encoded = (np.concatenate([part[1] for part in parts]) if parts
-                   else np.zeros((0, VGGISH.embedding_size), np.uint8))
-        raw = None
-        if self.config.keep_raw:
-            raw = (np.concatenate([part[2] for part in parts]) if parts
-                   else np.zeros((0, VGGISH.embedding_size), np.float32))
+        spec = self.frames
+        encoded = _joined([part[1] for part in parts], (spec.dimension,), spec.stored_dtype)
+        raw = _joined([part[2] for part in parts], (spec.dimension,), np.float32) if self.config.keep_raw else None
+        scores = _joined([part[3] for part in parts], (spec.class_count,), np.float32) if spec.class_count else None
         self._write_embedded(file_id, StoredEmbedding(content.sha256, self.summary.embedder_id, encoded, raw,
-                                                      VGGISH.example_seconds))
+                                                      self.hop_seconds, scores))
 
     # -- losing workers ------------------------------------------------------------------------
 
@@ -543,7 +560,12 @@ class ClusterEmbedding(_ArchiveEmbedding):
         """Forget what arrived for a file that will not be written from it."""
         self.parts.pop(file_id, None)
         self.example_totals.pop(file_id, None)
-        self.progress.withdrawn(file_id, self.contents[file_id].examples_done * VGGISH.example_seconds)
+        self.progress.withdrawn(file_id, self.contents[file_id].examples_done * self.hop_seconds)
+
+
+def _joined(parts: list[np.ndarray], row_shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A file's frames in order; a file shorter than one frame has none."""
+    return np.concatenate(parts) if parts else np.zeros((0, *row_shape), dtype)
 
 
 def _warn(message: str) -> None:
