@@ -86,7 +86,8 @@ def embed_args(archive, workspace, vggish_files, *extra):
 
 
 def snapshot(workspace):
-    """({path: everything stored about it but times and run ids}, {content: embedding bytes})."""
+    """({path: everything stored about it but times and run ids}, {content: (frames, embedding bytes, class
+    score bytes)}, {embedder: what the workspace says it is})."""
     with closing(sqlite3.connect(f"file:{workspace}?mode=ro", uri=True)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         db.row_factory = sqlite3.Row
@@ -94,10 +95,12 @@ def snapshot(workspace):
             "SELECT path, size, mtime_ns, content_sha256, duration_seconds, sample_rate, channels, format, status,"
             " error FROM recordings")}
         embeddings = {}
-        for sha, frames, blob in db.execute("SELECT content_sha256, frames, embedding FROM embeddings"):
-            assert sha not in embeddings and len(blob) == frames * 128
-            embeddings[sha] = blob
-    return recordings, embeddings
+        for row in db.execute("SELECT content_sha256, embedder_id, frames, embedding, class_scores FROM embeddings"):
+            assert row["content_sha256"] not in embeddings  # one embedder per workspace here
+            embeddings[row["content_sha256"]] = (row["frames"], row["embedding"], row["class_scores"])
+        embedders = {row["id"]: (row["provenance_json"], row["frames_json"], row["class_names_json"])
+                     for row in db.execute("SELECT * FROM embedders")}
+    return recordings, embeddings, embedders
 
 
 def embedded_count(workspace):
@@ -149,7 +152,7 @@ def test_ray_results_equal_one_machine_byte_for_byte(ray_cluster, archive, vggis
     assert main(embed_args(archive, workspace, vggish_files, "--ray", ray_cluster.address)) == 1
     report = capsys.readouterr().out
     assert snapshot(workspace) == single_machine
-    recordings, embeddings = single_machine
+    recordings, embeddings, _ = single_machine
     assert len(embeddings) == len(recordings) - 2  # a copy and a broken file
     assert "broken.wav" in report and "embedded" in report
 
@@ -193,7 +196,7 @@ def test_driver_killed_mid_job_then_rerun_equals_one_machine(ray_cluster, archiv
     wait_for_rows(process, workspace, 2)
     process.send_signal(signal.SIGKILL)
     process.communicate()
-    before, _ = snapshot(workspace)
+    before = snapshot(workspace)[0]
     assert 2 <= sum(row["status"] == "embedded" for row in before.values()) < len(single_machine[0]) - 1
 
     rerun = start_driver(archive, workspace, vggish_files, ray_cluster, files_per_task=2)
@@ -208,6 +211,18 @@ def test_driver_killed_mid_job_then_rerun_equals_one_machine(ray_cluster, archiv
     while network_actor_processes() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not network_actor_processes(), "a finished or killed driver left network actors behind"
+
+
+@pytest.mark.slow
+def test_yamnet_through_ray_equals_one_machine(ray_cluster, archive, yamnet_tflite, tmp_path):
+    """Waveform chunks instead of examples, float16 frames and class scores: the embedder options reach the actors."""
+    yamnet = ["--embedder", "yamnet", "--yamnet", str(yamnet_tflite), "--no-progress"]
+    assert main(["embed", str(archive), "--workspace", str(tmp_path / "single.db"), *yamnet]) == 1
+    assert main(["embed", str(archive), "--workspace", str(tmp_path / "ray.db"), *yamnet,
+                 "--ray", ray_cluster.address]) == 1
+    single = snapshot(tmp_path / "single.db")
+    assert snapshot(tmp_path / "ray.db") == single
+    assert all(scores is not None for _, _, scores in single[1].values())
 
 
 @pytest.mark.slow
