@@ -48,7 +48,6 @@ CALLS_PER_ACTOR = 2  # batches sent to an actor at once: one running, one waitin
 TASKS_PER_CPU = 2  # decoding tasks in flight per CPU of the cluster: one running, one queued
 OBJECTS_AHEAD = 8  # outputs a decoding task may have ahead of the driver (4 batches of ~1.6 MB)
 REFRESH_SECONDS = 2.0  # how often the driver looks for nodes that joined or died
-SHIPPED_PACKAGES = ("embed", "homesound")  # the code the workers run is the driver's (Ray runtime_env)
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,10 @@ class ClusterConfig:
     bytes_per_task: int = 64 << 20  # a task takes files up to this size in total (a bigger file goes alone)
     max_attempts: int = 3  # times a file's decoding may be lost with its worker before it is recorded as failed
     node_wait_seconds: float = 120.0  # how long the job waits for a node that can run the network
+
+    def __post_init__(self) -> None:
+        if self.actors_per_node < 1 or self.files_per_task < 1 or self.max_attempts < 1:
+            raise HomesoundError("actors per node, files per task and attempts must be at least 1")
 
 
 # -- what runs on the cluster -------------------------------------------------------------------
@@ -194,8 +197,6 @@ class ClusterEmbedding(_ArchiveEmbedding):
         # the single-machine default, which would starve a cluster.
         super().__init__(workspace, replace(config, files_in_flight=sys.maxsize), todo, summary, located, progress)
         self.cluster: ClusterConfig = config.cluster
-        if self.cluster.actors_per_node < 1:
-            raise HomesoundError("actors per node must be at least 1")
         self.ray = _import_ray()
         self.connected_here = False
         self.tasks: dict[Any, _Task] = {}  # ObjectRefGenerator -> task
@@ -252,9 +253,8 @@ class ClusterEmbedding(_ArchiveEmbedding):
         import embed
         import homesound
 
-        packages = {"embed": embed, "homesound": homesound}
-        runtime_env = {
-            "py_modules": [os.path.dirname(packages[name].__file__) for name in SHIPPED_PACKAGES],
+        runtime_env = {  # the workers run the driver's homesound, whatever the nodes have installed
+            "py_modules": [os.path.dirname(embed.__file__), os.path.dirname(homesound.__file__)],
             "env_vars": {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
         }
         try:
@@ -272,7 +272,7 @@ class ClusterEmbedding(_ArchiveEmbedding):
         the embedder is recorded in the workspace as that actor describes it (as one machine does)."""
         while self.first_identity is None:
             self._refresh_cluster()
-            pending = [actor.identity for actor in self.actors]
+            pending = [actor.identity for actor in self.actors if not actor.ready]
             if pending:
                 self.ray.wait(pending, num_returns=1, timeout=0.5)
                 self._check_identities()
