@@ -54,7 +54,8 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
                          help="calibrate each threshold so at most this share of negative validation windows fires "
                               "(e.g. 0.02; with --zero-shot the default is 0.02)")
     fitting.add_argument("--train-splits", default="train", help="comma-separated splits to train on (default train)")
-    fitting.add_argument("--embedder", help="use only sequences embedded by this embedder id")
+    fitting.add_argument("--embedder", help="use only sequences embedded by this embedder id, or by any embedder "
+                         "of this model (vggish, yamnet)")
     fitting.add_argument("--mix-embedders", action="store_true",
                          help="allow sequences from several embedders (only if they share one embedding space)")
     fitting.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -111,7 +112,7 @@ def _register_detect(subcommands: argparse._SubParsersAction) -> None:
                         help="also write per-frame probabilities (.csv or .parquet): path, start_seconds, one column "
                              "per class")
     _add_event_options(detect)
-    add_embedder_options(detect)
+    add_embedder_options(detect, "; default here: the model the detector was trained on")
     detect.set_defaults(handler=run_detect)
 
 
@@ -130,13 +131,22 @@ def _split_list(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip()) if text else ()
 
 
+def _one_frame_spec(specs: dict):
+    """The frame facts shared by the training embedders; VGGish and YAMNet frames do not mix."""
+    models = {spec.model: embedder for embedder, spec in specs.items()}
+    if len(set(specs.values())) > 1:
+        raise HomesoundError(f"the labeled data is embedded by {' and '.join(models)} ({', '.join(models.values())}); "
+                             "their embeddings do not mix: choose one with --embedder ID")
+    return next(iter(specs.values()))
+
+
 def run_train(args: argparse.Namespace) -> int:
     from classify.config import ModelConfig, TrainConfig
     from classify.plots import training_curves
     from classify.training import train_detector
     from homesound.workspace import Workspace
     from homesound.workspace.classify import register_model
-    from homesound.workspace.recordings import embedder_provenance
+    from homesound.workspace.recordings import embedder_provenance, frame_spec
     from homesound.workspace.runs import finish_run, start_run
     from homesound.workspace.training_data import iter_labeled_sequences
 
@@ -145,7 +155,7 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         model_config = ModelConfig(
-            input_size=128, projection_size=args.projection_size, hidden_size=args.hidden_size, rnn=args.rnn,
+            projection_size=args.projection_size, hidden_size=args.hidden_size, rnn=args.rnn,
             layers=args.layers, dropout=args.dropout, bidirectional=args.bidirectional, pooling=args.pooling,
         )
         train_config = TrainConfig(
@@ -158,9 +168,16 @@ def run_train(args: argparse.Namespace) -> int:
         )
     except ValueError as error:
         raise HomesoundError(str(error)) from error
-    with Workspace(args.workspace) as workspace:
-        sequences = [s for s in iter_labeled_sequences(workspace)
-                     if args.embedder is None or s.embedder_id == args.embedder]
+    with Workspace(args.workspace, create=False) as workspace:
+        models = {}  # embedder id -> model name, so --embedder takes either
+
+        def chosen(embedder_id: str) -> bool:
+            if args.embedder in (None, embedder_id):
+                return True
+            models.setdefault(embedder_id, frame_spec(workspace, embedder_id).model)
+            return models[embedder_id] == args.embedder
+
+        sequences = [s for s in iter_labeled_sequences(workspace) if chosen(s.embedder_id)]
         if not sequences:
             raise HomesoundError(
                 f"workspace {args.workspace} holds no labeled sequences"
@@ -168,6 +185,7 @@ def run_train(args: argparse.Namespace) -> int:
                 + "; import AudioSet segments (homesound audioset import) or pull labels (homesound pull) first"
             )
         provenance = {e: embedder_provenance(workspace, e) for e in sorted({s.embedder_id for s in sequences})}
+        frames = _one_frame_spec({e: frame_spec(workspace, e) for e in provenance})
         run_id = start_run(workspace, "train", {"model": dataclasses.asdict(model_config),
                                                 "training": dataclasses.asdict(train_config),
                                                 "embedder": args.embedder, "mix_embedders": args.mix_embedders,
@@ -175,7 +193,8 @@ def run_train(args: argparse.Namespace) -> int:
         try:
             detector = train_detector(
                 sequences, model_config, train_config, classes=_split_list(args.classes) or None,
-                allow_mixed_embedders=args.mix_embedders, embedder_provenance=provenance, progress=not args.quiet,
+                allow_mixed_embedders=args.mix_embedders, embedder_provenance=provenance, frames=frames,
+                progress=not args.quiet,
             )
             detector.metrics["run_id"] = run_id
             digest = detector.save(out)
@@ -268,7 +287,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     detector = load_detector(args.model)
     settings = _event_settings(args)
     trained_on = set(detector.train_config.train_splits) if detector.train_config else {"train"}
-    with Workspace(args.workspace) as workspace:
+    with Workspace(args.workspace, create=False) as workspace:
         candidates = [s for s in iter_labeled_sequences(workspace, args.split)
                       if args.split is not None or s.split not in trained_on]
         sequences = [s for s in candidates if readable_sequence(detector, s)]
@@ -324,7 +343,7 @@ def run_detect(args: argparse.Namespace) -> int:
     write_events(events_table(detections), args.out)
     if args.probabilities:
         write_table(probabilities_table(detections, detector.classes), args.probabilities)
-    hours = sum(len(d.probabilities) for d in detections) * 0.96 / 3600
+    hours = detector.frames.seconds(sum(len(d.probabilities) for d in detections)) / 3600
     counts = ", ".join(f"{label}: {n}" for label, n in events_per_class(detections, detector.classes).items())
     print(f"{len(detections)} recordings ({hours:.2f} h): {counts} events -> {args.out}")
     if failures:
@@ -340,7 +359,7 @@ def _detect_files(args, detector, settings):
     from embed.cli import embedder_from_args
     from embed.pipeline import embed_file
 
-    embedder = embedder_from_args(args)
+    embedder = embedder_from_args(args, default_model=detector.frames.model)
     detector.check_embedder(embedder.embedder_id)  # before any audio is decoded
     detections, failures = [], 0
     for name in tqdm(args.files, desc="detect", unit="file", disable=len(args.files) < 2):
@@ -353,7 +372,7 @@ def _detect_files(args, detector, settings):
         embedding = pick_input(detector, embedding=embeddings.embedding, raw_embedding=embeddings.raw_embedding,
                                what=str(name))
         ((probabilities, events),) = detect_events(detector, [embedding], embeddings.embedder_id, settings)
-        detections.append(RecordingDetection(str(name), None, probabilities, events))
+        detections.append(RecordingDetection(str(name), None, probabilities, events, detector.frames.hop_seconds))
         _timeline(args, detector, detections[-1], settings)
     return detections, failures
 
@@ -381,7 +400,7 @@ def _detect_workspace(args, detector, settings):
     detections = []
     # Embeddings are read lazily through a second connection, so committing detections never
     # touches the open SELECT; with WAL the reader keeps its snapshot.
-    with Workspace(args.workspace) as workspace, Workspace(args.workspace) as reader:
+    with Workspace(args.workspace, create=False) as workspace, Workspace(args.workspace, create=False) as reader:
         model_id = register_model(
             workspace, path=str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
             sha256=model_sha256(args.model, detector),
@@ -416,7 +435,7 @@ def _detect_workspace(args, detector, settings):
                                               "events": sum(len(d.events) for d in done.values())})
     if not detections:
         raise HomesoundError(f"workspace {args.workspace} has no recordings with {expected_inputs(detector)}; "
-                             "run homesound embed with the same embedder first")
+                             f"run homesound embed with the same embedder first (--embedder {detector.frames.model})")
     return detections
 
 
@@ -436,7 +455,7 @@ def _timeline(args, detector, detection, settings) -> None:
     taken.add(name)
     thresholds = {label: rule.on_threshold for label, rule in settings.rules(detector.thresholds).items()}
     timeline(detection.probabilities, detector.classes, detection.events, thresholds,
-             str(detection.recording), Path(args.timeline) / f"{name}.png")
+             str(detection.recording), Path(args.timeline) / f"{name}.png", detection.hop_seconds)
 
 
 def _fmt(value) -> str:
