@@ -355,12 +355,12 @@ def _detect_files(args, detector, settings):
     from tqdm.auto import tqdm
 
     from classify.detection import RecordingDetection, detect_events
-    from classify.frame_inputs import pick_input
+    from classify.frame_inputs import check_source, pick_input
     from embed.cli import embedder_from_args
     from embed.pipeline import embed_file
 
     embedder = embedder_from_args(args, default_model=detector.frames.model)
-    detector.check_embedder(embedder.embedder_id)  # before any audio is decoded
+    check_source(detector, embedder.embedder_id, embedder.class_names)  # before any audio is decoded
     detections, failures = [], 0
     for name in tqdm(args.files, desc="detect", unit="file", disable=len(args.files) < 2):
         try:
@@ -370,7 +370,7 @@ def _detect_files(args, detector, settings):
             print(f"homesound detect: skipped {error}", file=sys.stderr)
             continue
         embedding = pick_input(detector, embedding=embeddings.embedding, raw_embedding=embeddings.raw_embedding,
-                               what=str(name))
+                               class_scores=embeddings.class_scores, what=str(name))
         ((probabilities, events),) = detect_events(detector, [embedding], embeddings.embedder_id, settings)
         detections.append(RecordingDetection(str(name), None, probabilities, events, detector.frames.hop_seconds))
         _timeline(args, detector, detections[-1], settings)
