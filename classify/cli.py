@@ -54,6 +54,9 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
                          help="calibrate each threshold so at most this share of negative validation windows fires "
                               "(e.g. 0.02; with --zero-shot the default is 0.02)")
     fitting.add_argument("--train-splits", default="train", help="comma-separated splits to train on (default train)")
+    fitting.add_argument("--clip-labels", choices=("pooled", "frames"), default="pooled",
+                         help="whole-clip labels train the pooled clip output (default) or every frame of the clip "
+                              "(better on short labeled clips: benchmarks/quality.py)")
     fitting.add_argument("--embedder", help="use only sequences embedded by this embedder id, or by any embedder "
                          "of this model (vggish, yamnet)")
     fitting.add_argument("--mix-embedders", action="store_true",
@@ -164,7 +167,7 @@ def run_train(args: argparse.Namespace) -> int:
             threshold_mode=("target_precision" if args.target_precision is not None
                             else "target_fpr" if args.target_fpr is not None else "max_f1"),
             target_precision=args.target_precision, target_fpr=args.target_fpr,
-            train_splits=_split_list(args.train_splits),
+            train_splits=_split_list(args.train_splits), clip_labels=args.clip_labels,
         )
     except ValueError as error:
         raise HomesoundError(str(error)) from error
