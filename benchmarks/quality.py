@@ -598,8 +598,8 @@ def audioset_benchmark(args, data: Path) -> dict:
           f"({', '.join(f'{v:.3f}' for v in gru_auc)}); goal >= 0.93")
     print(f"  logistic regression, mean+max pooled, this CV: {result['lr_auc']:.3f}  "
           f"(reference: {PUBLISHED_AUDIOSET_LR_AUC})")
-    print(f"  published LSTM (trained on the balanced set, {PUBLISHED_AUDIOSET_AUC}): not comparable one to one "
-          "(it trained on ~20x more data; here each fold trains on ~470 records)")
+    print(f"  published LSTM: {PUBLISHED_AUDIOSET_AUC}, trained on AudioSet's balanced training set (far more "
+          "records); here each fold trains on ~470 records, so the comparison is not one to one")
     return result
 
 
