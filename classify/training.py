@@ -36,6 +36,7 @@ from classify.metrics import (
 )
 from classify.model import SequenceDetector, torch_threads
 from homesound.errors import HomesoundError
+from homesound.frames import VGGISH_FRAMES, FrameSpec
 from homesound.sequences import LabeledSequence
 
 _PROBABILITY_FLOOR = 1e-6
@@ -209,9 +210,13 @@ def train_detector(
     classes: Sequence[str] | None = None,
     allow_mixed_embedders: bool = False,
     embedder_provenance: dict[str, Any] | None = None,
+    frames: FrameSpec = VGGISH_FRAMES,
     progress: bool = True,
 ) -> Detector:
-    """Train on the sequences of `train_config.train_splits`; validation groups are held out of those."""
+    """Train on the sequences of `train_config.train_splits`; validation groups are held out of those.
+
+    `frames` are the embedder's frame facts: the model's input size, and what its file records.
+    """
     train_config = train_config or TrainConfig()
     usable = [s for s in sequences if s.split in train_config.train_splits]
     if not usable:
@@ -221,7 +226,11 @@ def train_detector(
         )
     embedder_ids = check_single_embedder(usable, allow_mixed_embedders)
     classes = tuple(classes) if classes else classes_of(usable)
-    model_config = dataclasses.replace(model_config or ModelConfig(), classes=classes)
+    model_config = dataclasses.replace(model_config or ModelConfig(), classes=classes, input_size=frames.dimension)
+    wrong = [s.key for s in usable if s.embedding.shape[1] != frames.dimension]
+    if wrong:
+        raise HomesoundError(f"{len(wrong)} sequences (e.g. {wrong[0]}) are not {frames.dimension}-d "
+                             f"{frames.model} embeddings; train on one embedder's embeddings")
     data = encode(cut_into_windows(usable, train_config.window_frames), classes)
     train_indices, validation_indices = split_by_group(data, train_config.validation_fraction, train_config.seed)
 
@@ -237,6 +246,7 @@ def train_detector(
         input_encoding=data.input_encoding,
         embedder_ids=embedder_ids,
         embedder_provenance=dict(embedder_provenance or {}),
+        frames=frames,
         train_config=train_config,
         threshold_details=threshold_details,
         data_summary={
