@@ -7,11 +7,12 @@ speech and room tone (hard negatives), each at a random level above the bed. Eve
 then has an exact label (positive when at least half a hop of it overlaps an event's sound).
 
 Splits: clips are assigned to pool or test by `source` (the recording they were cut from) within
-each (label, origin), so no recording feeds both sides. Single-source origins go whole to one side
-(the larger event origins to the pool, the next to test, ...), except single-source *negatives*
-(speech, room tone, the DCASE office sounds), which are split by time; the two beds are split by
-time too (the first 60 % of each plays under the pool, the rest under test): they are the home,
-not labeled data.
+each (label, origin), so no recording feeds both sides. Event origins with a single source (the 88
+pieces of one baby's laughter, DCASE's isolated laughs) are left out: whole on one side, they
+would make the pool's laughter one baby and the test's other people, and the simulation would
+measure that shift instead of the labeling policy. Single-source *negatives* (speech, room tone,
+the DCASE office sounds) are split by time; the two beds are split by time too (the first 60 % of
+each plays under the pool, the rest under test): they are the home, not labeled data.
 """
 
 from __future__ import annotations
@@ -77,7 +78,6 @@ def split_by_source(rows: list[dict], seed: int = 0) -> dict[str, list[dict]]:
     for row in rows:
         if row["label"] != BACKGROUND:
             groups[(row["label"], row["origin"])].append(row)
-    single_event_origins: dict[str, list[list[dict]]] = defaultdict(list)
     for (label, _), clips in sorted(groups.items()):
         clips = sorted(clips, key=lambda r: (r["source"], r["path"]))
         sources = sorted({r["source"] for r in clips})
@@ -90,15 +90,10 @@ def split_by_source(rows: list[dict], seed: int = 0) -> dict[str, list[dict]]:
                 count += sum(r["source"] == source for r in clips)
             sides["pool"] += [r for r in clips if r["source"] not in held_out]
             sides["test"] += [r for r in clips if r["source"] in held_out]
-        elif label in EVENTS:
-            single_event_origins[label].append(clips)
-        else:  # one source of a negative: split by time (its pieces in order)
+        elif label not in EVENTS:  # one source of a negative: split by time (its pieces in order)
             cut = round(len(clips) * (1 - TEST_FRACTION))
             sides["pool"] += clips[:cut]
             sides["test"] += clips[cut:]
-    for label, origins in single_event_origins.items():
-        for index, clips in enumerate(sorted(origins, key=lambda c: (-len(c), c[0]["origin"]))):
-            sides["pool" if index % 2 == 0 else "test"] += clips
     return sides
 
 
@@ -242,40 +237,10 @@ def frame_truth(placed, frames: int) -> tuple[np.ndarray, np.ndarray]:
 
 # ---- YAMNet ----------------------------------------------------------------------------------------
 
-class YamnetFrames:
-    """YAMNet .tflite on homesound's frame grid: one 15600-sample patch every 15360 samples."""
-
-    EMBEDDING = "yamnet_frames/global_average_pooling2d/Mean"
-
-    def __init__(self, model_path: Path):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_path=str(model_path), experimental_preserve_all_tensors=True,
-                                       num_threads=1)
-        self.interpreter.allocate_tensors()
-        (waveform,) = self.interpreter.get_input_details()
-        self.input, self.shape = waveform["index"], tuple(waveform["shape"])
-        self.scores = next(d["index"] for d in self.interpreter.get_output_details() if d["shape"][-1] == 521)
-        self.embedding = next(d["index"] for d in self.interpreter.get_tensor_details() if d["name"] == self.EMBEDDING)
-        self.weights_sha256 = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
-
-    def __call__(self, waveform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        hop, window = round(HOP_SECONDS * RATE), round(WINDOW_SECONDS * RATE)
-        count = max(0, (len(waveform) - (window - hop)) // hop)
-        embedding = np.empty((count, 1024), np.float32)
-        scores = np.empty((count, 521), np.float32)
-        for frame in range(count):
-            patch = waveform[frame * hop: frame * hop + window].astype(np.float32).reshape(self.shape)
-            self.interpreter.set_tensor(self.input, patch)
-            self.interpreter.invoke()
-            embedding[frame] = self.interpreter.get_tensor(self.embedding).reshape(-1)
-            scores[frame] = self.interpreter.get_tensor(self.scores).reshape(-1)
-        return embedding, scores
-
-
 def build_households(recipe: HouseholdRecipe, data: Path, model: Path, cache_dir: Path,
                      progress=None) -> list[Household]:
-    """The recipe's recordings, embedded with YAMNet once and cached under cache_dir by recipe."""
+    """The recipe's recordings, embedded with homesound's YAMNet (the .tflite) once and cached under
+    cache_dir by recipe."""
     digest = hashlib.sha256(json.dumps(
         {"recipe": asdict(recipe), "model": hashlib.sha256(model.read_bytes()).hexdigest(),
          "constants": [RATE, HOP_SECONDS, WINDOW_SECONDS, BED_RMS, SNR_DB, TRIM_DB, BED_POOL_FRACTION, 2]},
@@ -286,14 +251,18 @@ def build_households(recipe: HouseholdRecipe, data: Path, model: Path, cache_dir
         keys = [str(k) for k in stored["keys"]]
         return [Household(key, stored[f"{key}/embedding"], stored[f"{key}/class_scores"], stored[f"{key}/truth"],
                           stored[f"{key}/heard"]) for key in keys]
+    from embed.embedder import EmbedderConfig, load_embedder
+    from embed.pipeline import embed_waveform
+
     rows = read_clips(data)
     clip_audio = {path: load_clip(data, path) for path in (*recipe.event_clips, *recipe.negative_clips)}
-    yamnet = YamnetFrames(model)
+    yamnet = load_embedder(str(model), config=EmbedderConfig(model="yamnet", threads=1))
     households = []
     for key, waveform, placed in assemble(recipe, data, rows, clip_audio):
-        embedding, scores = yamnet(waveform)
-        truth, heard = frame_truth(placed, len(embedding))
-        households.append(Household(key, embedding.astype(np.float16), scores.astype(np.float16), truth, heard))
+        embedded = embed_waveform(waveform, RATE, yamnet)
+        truth, heard = frame_truth(placed, len(embedded))
+        households.append(Household(key, embedded.raw_embedding.astype(np.float16),
+                                    embedded.class_scores.astype(np.float16), truth, heard))
         if progress:
             progress(len(embedding) * HOP_SECONDS)
     cache_dir.mkdir(parents=True, exist_ok=True)

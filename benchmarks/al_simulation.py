@@ -33,7 +33,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")  # small problems on a shared machine: many BLAS threads thrash
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -54,9 +57,9 @@ from active_learning.simulation import (  # noqa: E402
 )
 
 CLASSES = EVENTS
-RATES = {  # event share of the seconds -> event clips per class in (pool, test) recordings
-    "30%": (0.30, {"pool": 60, "test": 30}),
-    "3%": (0.03, {"pool": 40, "test": 30}),
+RATES = {  # event share of the seconds -> (event clips per class in pool / test recordings, windows labeled per round)
+    "30%": (0.30, {"pool": 60, "test": 30}, (5, 5, 10, 10, 20, 20, 40, 40)),
+    "3%": (0.03, {"pool": 40, "test": 30}, (10, 10, 20, 20, 40, 40, 80, 80)),
 }
 NEGATIVE_SHARE = 0.10  # household noises, speech, room tone: a tenth of the seconds
 RECORDING_SECONDS = 600.0
@@ -112,32 +115,36 @@ def pool_of_seed(pool: list[OracleRecording], seed: int) -> list[OracleRecording
 @dataclass
 class ZeroShotPriorLogistic:
     """Per second and class: logit = a * logit(zero-shot) + b + w . x, x = the YAMNet embedding
-    projected on the pool's top principal components; fitted by L-BFGS with a penalty that pulls
+    projected on the pool's top principal components; fitted by L-BFGS (scipy) with a penalty that pulls
     (a, b, w) towards (1, 0, 0) - the zero-shot model - so a few labels nudge it, many reshape it."""
 
     unlabeled: list  # the pool's recordings: the projection is fitted on them (a workspace has them too)
     components: int = 64
-    weight_penalty: float = 3.0  # on |w|^2, in labeled-frame units
-    prior_penalty: float = 30.0  # on (a - 1)^2 + b^2
+    weight_penalty: float = 300.0  # on |w|^2, in labeled-frame units (chosen by 5-fold CV on the pool)
+    prior_penalty: float = 1000.0  # on (a - 1)^2 + b^2: keep trusting the zero-shot scores
     max_positive_weight: float = 10.0
 
     def __post_init__(self) -> None:
         frames = np.concatenate([np.asarray(r.embedding, dtype=np.float32) for r in self.unlabeled])
-        sample = frames[:: max(1, len(frames) // 4000)]
         self.mean = frames.mean(axis=0)
-        _, values, vectors = np.linalg.svd(sample - self.mean, full_matrices=False)
-        scale = values[: self.components] / np.sqrt(len(sample))  # unit variance per component
-        self.basis = (vectors[: self.components].T / scale).astype(np.float32)
+        centered = (frames - self.mean).astype(np.float64)
+        variances, vectors = np.linalg.eigh(centered.T @ centered / len(frames))
+        top = np.argsort(variances)[::-1][: self.components]
+        self.basis = (vectors[:, top] / np.sqrt(variances[top])).astype(np.float32)  # unit variance per component
+        self.projected: dict[str, np.ndarray] = {}  # recording key -> its projected frames
 
     def features(self, recordings):
-        return [(np.asarray(r.embedding, dtype=np.float32) - self.mean) @ self.basis for r in recordings]
+        missing = [r for r in recordings if r.key not in self.projected]
+        for recording in missing:
+            self.projected[recording.key] = (np.asarray(recording.embedding, dtype=np.float32) - self.mean) @ self.basis
+        return [self.projected[r.key] for r in recordings]
 
     def fit(self, pool, labeled, seed):
-        import torch
+        from scipy.optimize import minimize
 
         classes = pool[0].truth.shape[1]
         if not labeled:
-            return np.zeros((self.components, classes), np.float32), np.ones(classes), np.zeros(classes)
+            return np.zeros((self.components, classes)), np.ones(classes), np.zeros(classes)
         features, priors, truth = [], [], []
         chosen = [r for r in pool if labeled.get(r.key)]
         for recording, x in zip(chosen, self.features(chosen)):
@@ -145,28 +152,28 @@ class ZeroShotPriorLogistic:
             features.append(x[known])
             priors.append(_logit(recording.prior[known]))
             truth.append(recording.truth[known])
-        x = torch.from_numpy(np.concatenate(features)).double()
-        prior = torch.from_numpy(np.concatenate(priors)).double()
-        y = torch.from_numpy(np.concatenate(truth)).double()
-        positives, negatives = y.sum(0), (1 - y).sum(0)
-        positive_weight = torch.clamp(negatives / positives.clamp(min=1), 1.0, self.max_positive_weight)
-        weights = torch.where(y > 0.5, positive_weight, torch.ones_like(y))
-        w = torch.zeros((x.shape[1], classes), dtype=torch.float64, requires_grad=True)
-        a = torch.ones(classes, dtype=torch.float64, requires_grad=True)
-        b = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
-        optimizer = torch.optim.LBFGS([w, a, b], max_iter=200, line_search_fn="strong_wolfe")
+        x = np.concatenate(features).astype(np.float64)
+        prior, y = np.concatenate(priors), np.concatenate(truth).astype(np.float64)
+        positive_weight = np.clip((1 - y).sum(0) / np.maximum(y.sum(0), 1), 1.0, self.max_positive_weight)
+        weights = np.where(y > 0.5, positive_weight, 1.0)
+        size = self.components * classes
 
-        def loss():
-            optimizer.zero_grad()
-            logits = a * prior + b + x @ w
-            data = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=weights, reduction="sum")
-            value = (data + self.weight_penalty * (w ** 2).sum()
-                     + self.prior_penalty * (((a - 1) ** 2).sum() + (b ** 2).sum()))
-            value.backward()
-            return value
+        def loss(theta):
+            w, a, b = theta[:size].reshape(self.components, classes), theta[size:size + classes], theta[size + classes:]
+            z = a * prior + b + x @ w
+            data = (weights * (np.logaddexp(0.0, z) - y * z)).sum()
+            residual = weights * (1.0 / (1.0 + np.exp(-z)) - y)
+            value = data + self.weight_penalty * (w ** 2).sum() + self.prior_penalty * (((a - 1) ** 2).sum() + (b ** 2).sum())
+            gradient = np.concatenate([
+                (x.T @ residual + 2 * self.weight_penalty * w).ravel(),
+                (residual * prior).sum(0) + 2 * self.prior_penalty * (a - 1),
+                residual.sum(0) + 2 * self.prior_penalty * b,
+            ])
+            return value, gradient
 
-        optimizer.step(loss)
-        return w.detach().numpy().astype(np.float32), a.detach().numpy(), b.detach().numpy()
+        start = np.concatenate([np.zeros(size), np.ones(classes), np.zeros(classes)])
+        theta = minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 300}).x
+        return theta[:size].reshape(self.components, classes), theta[size:size + classes], theta[size + classes:]
 
     def probabilities(self, model, recordings):
         w, a, b = model
@@ -184,7 +191,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 # ---- the experiment ------------------------------------------------------------------------------
 
-def run_rate(name: str, share: float, counts, args, data: Path, yamnet: Path, class_names) -> list[dict]:
+def run_rate(name: str, share: float, counts, batches, args, data: Path, yamnet: Path, class_names):
     rows = read_clips(data)
     sides = split_by_source(rows)
     started = time.perf_counter()
@@ -194,7 +201,7 @@ def run_rate(name: str, share: float, counts, args, data: Path, yamnet: Path, cl
         sets[recipe.bed_side] = oracle_recordings(households, class_names,
                                                   PIECE_FRAMES if recipe.bed_side == "pool" else None)
     pool, test = sets["pool"], sets["test"]
-    config = SimulationConfig(batches=tuple(args.batches))
+    config = SimulationConfig(batches=tuple(args.batches or batches))
     learner = ZeroShotPriorLogistic(pool)
     for side, recordings in sets.items():
         truth = np.concatenate([r.truth for r in recordings])
@@ -318,13 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rates", nargs="+", choices=list(RATES), default=list(RATES))
     parser.add_argument("--policies", nargs="+", help="policy names (default: all)")
-    parser.add_argument("--batches", nargs="+", type=int, default=list(SimulationConfig().batches),
-                        help="windows labeled in each round (default 10 10 20 20 40 40 80 80)")
+    parser.add_argument("--batches", nargs="+", type=int,
+                        help="windows labeled in each round (default per rate: 30%%: 5 5 10 10 20 20 40 40, "
+                             "3%%: 10 10 20 20 40 40 80 80)")
     parser.add_argument("--target", type=float, default=0.95, help="share of the all-pool AP to reach")
     args = parser.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(1)  # small problems, shared machine
     from classify.zero_shot import yamnet_class_names
 
     data, yamnet = shared()
@@ -334,8 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     all_curves, tables = [], {}
     for name in args.rates:
-        share, counts = RATES[name]
-        curves, full_aps, zero, total = run_rate(name, share, counts, args, data, yamnet, class_names)
+        share, counts, batches = RATES[name]
+        curves, full_aps, zero, total = run_rate(name, share, counts, batches, args, data, yamnet, class_names)
         all_curves += curves
         policies = list(dict.fromkeys(p["policy"] for p in curves))
         tables[name] = summarize(curves, policies, full_aps, zero, total, args.target)
