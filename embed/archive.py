@@ -33,7 +33,8 @@ import numpy as np
 from embed.archive_worker import WorkerSettings, worker_main
 from embed.discover import Discovery, FoundFile, discover
 from embed.params import VGGISH
-from embed.vggish import Embedder, EmbedderConfig, build_embedder, embedder_identity, locate_embedder
+from embed.vggish import (Embedder, EmbedderConfig, build_embedder, embedder_identity, locate_embedder,
+                          runs_on_examples)
 from homesound.errors import HomesoundError
 from homesound.workspace import Workspace, recordings, runs
 from homesound.workspace.lock import JobLock
@@ -138,7 +139,7 @@ def run_archive_job(workspace_path: str, config: ArchiveJobConfig, *, progress: 
     with JobLock(workspace_path, COMMAND), Workspace(workspace_path) as workspace:
         runs.mark_interrupted(workspace, COMMAND)
         located = locate_embedder(config.embedder)
-        embedder_id, provenance = embedder_identity(located)
+        embedder_id, provenance = embedder_identity(located, config.embedder)
         found = discover(config.inputs, config.extensions)
         plan = plan_work(found.files, recordings.file_states(workspace, embedder_id), config.retry_failed)
         run_config = {**asdict(config), "embedder_id": embedder_id, "embedder_source_kind": located.kind}
@@ -230,7 +231,7 @@ class _ArchiveEmbedding:
                  located, progress: bool | None):
         self.workspace, self.config, self.summary = workspace, config, summary
         self.todo = todo
-        self.send_examples = located.kind == "checkpoint"
+        self.send_examples = runs_on_examples(config.embedder, located)
         self.settings = WorkerSettings(config.embedder.batch_size, self.send_examples, config.files_per_worker)
         self.located = located
         self.embedder: Embedder | None = None

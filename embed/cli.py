@@ -21,15 +21,28 @@ def add_embedder_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vggish", metavar="SOURCE", help=VGGISH_HELP)
     parser.add_argument("--pca", metavar="PCA.npz", help=PCA_HELP)
     parser.add_argument("--batch-size", type=int, default=64, help="examples per network call (default 64)")
-    parser.add_argument("--no-xla", action="store_true", help="do not compile the network with XLA")
+    parser.add_argument("--no-xla", action="store_true", help="do not compile the network with XLA (--backend tf)")
+    parser.add_argument("--backend", choices=("tf", "torch"),
+                        help="run VGGish with PyTorch (default; Google's weights are converted once, then no "
+                             "TensorFlow is loaded) or TensorFlow; both give the same embeddings and embedder id "
+                             "(default: $HOMESOUND_VGGISH_BACKEND or torch)")
+    parser.add_argument("--device", default="cpu", help="torch backend: cpu (default), cuda or cuda:N")
+    parser.add_argument("--precision", choices=("float32", "tf32", "bf16"), default="float32",
+                        help="torch backend: float32 (default; AudioSet-compatible); tf32 (CUDA) and bf16 are faster, "
+                             "print how far they are from float32, and get their own embedder id")
+
+
+def embedder_config_from_args(args: argparse.Namespace):
+    from embed.vggish import EmbedderConfig
+
+    return EmbedderConfig(source=args.vggish, pca=args.pca, batch_size=args.batch_size, jit_compile=not args.no_xla,
+                          backend=args.backend, device=args.device, precision=args.precision)
 
 
 def embedder_from_args(args: argparse.Namespace):
-    from embed.vggish import EmbedderConfig, load_embedder
+    from embed.vggish import load_embedder
 
-    config = EmbedderConfig(source=args.vggish, pca=args.pca, batch_size=args.batch_size,
-                            jit_compile=not args.no_xla)
-    return load_embedder(config=config)
+    return load_embedder(config=embedder_config_from_args(args))
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -82,7 +95,6 @@ def run_embed(args: argparse.Namespace) -> int:
 def run_embed_archive(args: argparse.Namespace) -> int:
     from embed.archive import ArchiveJobConfig, default_workers, run_archive_job
     from embed.discover import parse_extensions
-    from embed.vggish import EmbedderConfig
 
     missing = [name for name in args.inputs if not os.path.lexists(name)]
     if missing:
@@ -92,8 +104,7 @@ def run_embed_archive(args: argparse.Namespace) -> int:
     config = ArchiveJobConfig(
         inputs=tuple(os.path.abspath(name) for name in args.inputs),
         extensions=parse_extensions(args.extensions),
-        embedder=EmbedderConfig(source=args.vggish, pca=args.pca, batch_size=args.batch_size,
-                                jit_compile=not args.no_xla),
+        embedder=embedder_config_from_args(args),
         workers=args.workers or default_workers(),
         keep_raw=args.keep_raw,
         retry_failed=args.retry_failed,

@@ -25,6 +25,11 @@ from homesound.errors import ModelSourceError
 DEFAULT_HUB_HANDLE = "https://tfhub.dev/google/vggish/1"
 DEFAULT_PCA_URL = "https://storage.googleapis.com/audioset/vggish_pca_params.npz"
 SOURCE_ENV = "HOMESOUND_VGGISH"
+BACKEND_ENV = "HOMESOUND_VGGISH_BACKEND"
+BACKENDS = ("tf", "torch")
+# torch with channels-last oneDNN convolutions: ~25 % less CPU per example than TF with XLA on this
+# AVX2 machine, and a start-up without TensorFlow once the weights are converted (benchmarks/embed_speed.py).
+DEFAULT_BACKEND = "torch"
 PCA_ENV = "HOMESOUND_VGGISH_PCA"
 PCA_URL_ENV = "HOMESOUND_VGGISH_PCA_URL"
 PCA_FILE_NAME = "vggish_pca_params.npz"
@@ -41,6 +46,19 @@ class EmbedderConfig:
     pca: str | None = None  # vggish_pca_params.npz; None = env, beside the source, or downloaded
     batch_size: int = 64  # examples per network call
     jit_compile: bool = True  # XLA for the checkpoint network (same results, faster on CPU)
+    backend: str | None = None  # "tf" or "torch"; None = $HOMESOUND_VGGISH_BACKEND or DEFAULT_BACKEND
+    device: str = "cpu"  # torch backend: "cpu", "cuda" or "cuda:N"
+    precision: str = "float32"  # torch backend: "tf32" (CUDA) and "bf16" are opt-in and change the embedder id
+
+
+def resolve_backend(config: EmbedderConfig) -> str:
+    backend = config.backend or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+    if backend not in BACKENDS:
+        raise ModelSourceError(f"VGGish backend {backend!r}: choose one of {', '.join(BACKENDS)} "
+                               f"(--backend or ${BACKEND_ENV})")
+    if backend == "tf" and (config.device != "cpu" or config.precision != "float32"):
+        raise ModelSourceError("--device and --precision choose how the torch network runs; add --backend torch")
+    return backend
 
 
 class Embedder(ABC):
@@ -52,7 +70,7 @@ class Embedder(ABC):
         self.source = source
         self.pca = pca
         self.config = config
-        self.provenance = make_provenance(self.kind, source, weights_sha256, pca_sha256)
+        self.provenance = make_provenance(self.kind, source, weights_sha256, pca_sha256, config)
         self.embedder_id = embedder_id_of(self.provenance)
 
     @abstractmethod
@@ -72,7 +90,7 @@ class CheckpointEmbedder(Embedder):
         from embed.network import CheckpointWeights, build_network
 
         self.network = build_network(CheckpointWeights(checkpoint), jit_compile=config.jit_compile)
-        super().__init__(checkpoint, _checkpoint_sha256(checkpoint), PCAParams.load(pca_path),
+        super().__init__(checkpoint, source_sha256("checkpoint", checkpoint), PCAParams.load(pca_path),
                          _file_sha256(pca_path), config)
 
     def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
@@ -106,7 +124,8 @@ class SavedModelEmbedder(Embedder):
         except (OSError, ValueError, tf.errors.OpError) as error:
             raise ModelSourceError(f"VGGish SavedModel {source}: cannot load ({str(error).splitlines()[0]})") from None
         self.model = model if callable(model) else model.signatures["serving_default"]
-        super().__init__(source, _directory_sha256(directory), PCAParams.load(pca_path), _file_sha256(pca_path), config)
+        super().__init__(source, source_sha256(kind, directory), PCAParams.load(pca_path), _file_sha256(pca_path),
+                         config)
 
     def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
         outputs = []
@@ -133,10 +152,24 @@ class EmbedderSource:
     source: str  # as the user gave it
     location: str  # checkpoint path, or the SavedModel directory (a Hub handle's cached copy)
     pca: str  # vggish_pca_params.npz
+    converted: object = None  # torch backend: its torch_weights.ConvertedWeights, when already converted
 
 
 def locate_embedder(config: EmbedderConfig) -> EmbedderSource:
-    """Resolve the source option without loading the network (a Hub handle is fetched or found in the cache)."""
+    """Resolve the source option without loading the network; with the torch backend, find its converted weights.
+
+    A Hub handle is fetched or found in the cache, except when the torch backend already has its
+    weights converted: then neither TensorFlow nor the network is needed.
+    """
+    located = _locate_source(config)
+    if resolve_backend(config) != "torch" or located.converted is not None:
+        return located
+    from embed.torch_weights import find_converted
+
+    return replace(located, converted=find_converted(located.kind, located.source, located.location))
+
+
+def _locate_source(config: EmbedderConfig) -> EmbedderSource:
     source = config.source or os.environ.get(SOURCE_ENV) or DEFAULT_HUB_HANDLE
     pca = config.pca or os.environ.get(PCA_ENV)
     path = Path(source).expanduser()
@@ -147,6 +180,12 @@ def locate_embedder(config: EmbedderConfig) -> EmbedderSource:
     if _is_checkpoint(path):
         return EmbedderSource("checkpoint", str(path), str(path), pca or _pca_beside(path.parent, source))
     if "://" in source or source.startswith(("tfhub.dev/", "www.kaggle.com/")):
+        if resolve_backend(config) == "torch":
+            from embed.torch_weights import find_converted
+
+            converted = find_converted("hub", source, None)
+            if converted is not None:
+                return EmbedderSource("hub", source, str(converted.path), pca or download_pca(), converted)
         return EmbedderSource("hub", source, _resolve_hub(source), pca or download_pca())
     raise ModelSourceError(
         f"VGGish source {source} not found: give a TF Hub handle, a SavedModel directory, or Google's "
@@ -161,25 +200,41 @@ def load_embedder(source: str | None = None, pca: str | None = None, config: Emb
 
 
 def build_embedder(located: EmbedderSource, config: EmbedderConfig) -> Embedder:
+    if resolve_backend(config) == "torch":
+        from embed.torch_embedder import TorchEmbedder
+
+        return TorchEmbedder(located, config)
     if located.kind == "checkpoint":
         return CheckpointEmbedder(located.location, located.pca, config)
     return SavedModelEmbedder(located.kind, located.source, located.location, located.pca, config)
 
 
-def embedder_identity(located: EmbedderSource) -> tuple[str, dict]:
+def embedder_identity(located: EmbedderSource, config: EmbedderConfig | None = None) -> tuple[str, dict]:
     """(embedder_id, provenance) of what load_embedder would build, from file hashes alone.
 
     Lets a job decide what is already done without starting TensorFlow.
     """
-    if located.kind == "checkpoint":
-        weights_sha256 = _checkpoint_sha256(located.location)
+    config = config or EmbedderConfig()
+    if located.converted is not None:
+        weights_sha256 = located.converted.source_sha256
     else:
-        weights_sha256 = _directory_sha256(located.location)
-    provenance = make_provenance(located.kind, located.source, weights_sha256, _file_sha256(located.pca))
+        weights_sha256 = source_sha256(located.kind, located.location)
+    provenance = make_provenance(located.kind, located.source, weights_sha256, _file_sha256(located.pca), config)
     return embedder_id_of(provenance), provenance
 
 
-def make_provenance(kind: str, source: str, weights_sha256: str, pca_sha256: str) -> dict:
+def runs_on_examples(config: EmbedderConfig, located: EmbedderSource) -> bool:
+    """Whether the embedder takes log-mel examples (run_network) rather than waveforms (a SavedModel's signature)."""
+    return located.kind == "checkpoint" or resolve_backend(config) == "torch"
+
+
+def make_provenance(kind: str, source: str, weights_sha256: str, pca_sha256: str,
+                    config: EmbedderConfig | None = None) -> dict:
+    """What made the numbers. The backend and device are recorded but stay out of the embedder id:
+    the torch and TF networks give equal embeddings in float32; any other precision enters the id."""
+    config = config or EmbedderConfig()
+    backend = resolve_backend(config)
+    lower_precision = {"precision": config.precision} if config.precision != "float32" else {}
     return {
         "model": "vggish",
         "source_kind": kind,
@@ -191,12 +246,19 @@ def make_provenance(kind: str, source: str, weights_sha256: str, pca_sha256: str
         "hop_seconds": VGGISH.example_seconds,
         "quantized": True,
         "homesound_version": __version__,
+        "backend": backend,
+        "device": config.device if backend == "torch" else "cpu",
+        **lower_precision,
     }
 
 
+# Recorded, but not part of the id: where the files are, which program version, and which equal-output backend ran.
+NOT_IN_ID = ("source", "homesound_version", "backend", "device")
+
+
 def embedder_id_of(provenance: dict) -> str:
-    """What determines the numbers (not where the files are, nor the homesound version)."""
-    identity = {key: value for key, value in provenance.items() if key not in ("source", "homesound_version")}
+    """What determines the numbers (not where the files are, nor the homesound version, nor the backend)."""
+    identity = {key: value for key, value in provenance.items() if key not in NOT_IN_ID}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return f"vggish-{provenance['source_kind']}-{digest[:16]}"
 
@@ -228,7 +290,7 @@ def _resolve_hub(handle: str) -> str:
         ) from None
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
     base = os.environ.get("TFHUB_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "homesound")
     return Path(base)
@@ -239,7 +301,7 @@ def download_pca(url: str | None = None) -> str:
     from homesound.download import DownloadError, RemoteFile, download
 
     url = url or os.environ.get(PCA_URL_ENV) or DEFAULT_PCA_URL
-    folder = _cache_dir() / "vggish_pca" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    folder = cache_dir() / "vggish_pca" / hashlib.sha256(url.encode()).hexdigest()[:16]
     try:
         return str(download(RemoteFile(PCA_FILE_NAME, url), folder, progress=False))
     except DownloadError as error:
@@ -261,17 +323,22 @@ def _file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _checkpoint_sha256(checkpoint: str) -> str:
-    path = Path(checkpoint)
+def source_files(kind: str, location: str) -> tuple[list[Path], Path]:
+    """The files of a checkpoint (one V1 file, or V2 index + data) or SavedModel, and the folder they are in."""
+    path = Path(location)
+    if kind != "checkpoint":
+        return sorted(p for p in path.rglob("*") if p.is_file()), path
     if path.is_file():
-        return _file_sha256(path)
-    files = sorted(path.parent.glob(f"{path.name}.index")) + sorted(path.parent.glob(f"{path.name}.data-*"))
-    return _files_sha256(files, path.parent)
+        return [path], path.parent
+    return sorted(path.parent.glob(f"{path.name}.index")) + sorted(path.parent.glob(f"{path.name}.data-*")), path.parent
 
 
-def _directory_sha256(directory: str) -> str:
-    root = Path(directory)
-    return _files_sha256(sorted(p for p in root.rglob("*") if p.is_file()), root)
+def source_sha256(kind: str, location: str) -> str:
+    """The weights_sha256 of a provenance: one V1 file's own hash, else names and hashes of all files."""
+    files, root = source_files(kind, location)
+    if kind == "checkpoint" and Path(location).is_file():
+        return _file_sha256(files[0])
+    return _files_sha256(files, root)
 
 
 def _files_sha256(files: list[Path], root: Path) -> str:

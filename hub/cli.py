@@ -41,7 +41,9 @@ def _register_listen(subcommands: argparse._SubParsersAction) -> None:
     listen.add_argument("--variant", choices=VARIANTS, default="float32", help="VGGish variant of --hub DIR")
     listen.add_argument("--threads", type=int, default=2, help="TFLite threads with --hub (default 2)")
     _add_vggish_options(listen)
-    listen.add_argument("--no-xla", action="store_true", help="do not compile the network with XLA")
+    listen.add_argument("--no-xla", action="store_true", help="do not compile the network with XLA (--backend tf)")
+    listen.add_argument("--backend", choices=("tf", "torch"),
+                        help="VGGish with PyTorch (default) or TensorFlow: same embeddings, same embedder id")
 
     audio = listen.add_argument_group("audio source")
     audio.add_argument("--source", default="mic", metavar="SOURCE",
@@ -193,7 +195,7 @@ def _load_full_runtime(args: argparse.Namespace) -> _Runtime:
         raise HomesoundError(f"{args.model} is bidirectional (offline only); train a causal detector to listen")
     source = args.vggish or _trained_source(detector)
     embedder = load_embedder(config=EmbedderConfig(source=source, pca=args.pca, batch_size=1,
-                                                   jit_compile=not args.no_xla))
+                                                   jit_compile=not args.no_xla, backend=args.backend))
     detector.check_embedder(embedder.embedder_id)
     embedder.raw_embeddings([np.zeros(VGGISH.example_samples + VGGISH.example_overlap_samples)])  # compile now
     return _Runtime(embedder, detector, f"model:{Path(args.model).resolve()} (sha256 {file_sha256(args.model)[:12]})")
