@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +78,8 @@ def find_converted(kind: str, source: str, location: str | None) -> ConvertedWei
             if converted.source == source:
                 return converted
             continue
-        if _still_valid(converted, kind, location):
+        converted = _revalidated(converted, kind, location)
+        if converted is not None:
             return converted
     return None
 
@@ -99,18 +100,20 @@ def _read(path: Path) -> ConvertedWeights | None:
                             stored["weights"], stored["source_stats"])
 
 
-def _still_valid(converted: ConvertedWeights, kind: str, location: str) -> bool:
+def _revalidated(converted: ConvertedWeights, kind: str, location: str) -> ConvertedWeights | None:
+    """The file if it still belongs to the source: same stats, or else same content (then saved with the new stats)."""
     from embed.vggish import source_sha256
 
     try:
-        if converted.source_stats == source_stats(kind, location):
-            return True
+        stats = source_stats(kind, location)
+        if converted.source_stats == stats:
+            return converted
         if source_sha256(kind, location) != converted.source_sha256:
-            return False
+            return None
     except OSError:
-        return False
-    _save(converted.path, kind, converted.source, location, converted.source_sha256, converted.weights)  # new stats
-    return True
+        return None
+    _save(converted.path, kind, converted.source, location, converted.source_sha256, converted.weights)
+    return replace(converted, source_stats=stats)
 
 
 def convert_source(kind: str, source: str, location: str, sha256: str) -> ConvertedWeights:
@@ -156,7 +159,7 @@ def _save(path: Path, kind: str, source: str, location: str, sha256: str, weight
                     "weights": {name: value.contiguous() for name, value in weights.items()}}, partial)
         os.replace(partial, path)
         return True
-    except OSError as error:
+    except (OSError, RuntimeError) as error:  # torch.save reports an unwritable file as RuntimeError
         log.info("cannot write %s (%s)", path, error)
         partial.unlink(missing_ok=True)
         return False

@@ -45,6 +45,7 @@ def one_clip_per_format(shared_data):
     return [(row.format, shared_data / row.path) for row in chosen.itertuples()]
 
 
+@pytest.mark.slow
 def test_torch_equals_tf_on_real_clips_of_every_format(shared_data, tf_embedder, torch_embedder):
     for file_format, path in one_clip_per_format(shared_data):
         expected, got = embed_file(path, tf_embedder), embed_file(path, torch_embedder)
@@ -54,6 +55,7 @@ def test_torch_equals_tf_on_real_clips_of_every_format(shared_data, tf_embedder,
         assert (got.provenance["backend"], expected.provenance["backend"]) == ("torch", "tf")
 
 
+@pytest.mark.slow
 def test_torch_pipeline_equals_google_reference_order_of_work(shared_data, tf_embedder, torch_embedder):
     """Google's order: decode whole, resample whole with resampy, log-mel whole, TF network in one call."""
     for file_format, path in one_clip_per_format(shared_data):
@@ -64,6 +66,7 @@ def test_torch_pipeline_equals_google_reference_order_of_work(shared_data, tf_em
         assert_equal_embeddings(reference, embed_file(path, torch_embedder).raw_embedding, torch_embedder.pca)
 
 
+@pytest.mark.slow
 def test_every_weights_format_converts_to_the_same_network(tmp_path, vggish_files, torch_embedder):
     v1 = tmp_path / "v1" / "vggish_model.ckpt"
     write_checkpoint(random_weights(0), v1, v1_format=True)
