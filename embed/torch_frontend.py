@@ -39,7 +39,7 @@ class TorchResampler:
             raise ValueError(f"{rate_in} -> {rate_out} Hz has too many phases for a table; use embed.resample")
         phases, self.period_in, self.period_out, self.lowest = reference.polyphase
         self.width = phases.shape[1]
-        self.phases = torch.as_tensor(phases.T, dtype=dtype).to(self.device)  # [width, period_out]
+        self.phases = torch.tensor(phases.T, dtype=dtype).to(self.device)  # [width, period_out]
 
     def output_length(self, samples: int) -> int:
         return samples if self.passthrough else int(samples * float(self.rate_out) / float(self.rate_in))
@@ -72,8 +72,8 @@ class TorchLogMel:
     def __init__(self, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
         self.device = torch.device(device)
         self.dtype = dtype
-        self.window = torch.as_tensor(periodic_hann(VGGISH.window_samples), dtype=dtype).to(self.device)
-        self.mel = torch.as_tensor(mel_matrix(), dtype=dtype).to(self.device)
+        self.window = torch.tensor(periodic_hann(VGGISH.window_samples), dtype=dtype).to(self.device)
+        self.mel = torch.tensor(mel_matrix(), dtype=dtype).to(self.device)
 
     def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
         waveform = waveform.to(self.device, self.dtype)
