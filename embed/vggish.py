@@ -224,8 +224,11 @@ def embedder_identity(located: EmbedderSource, config: EmbedderConfig | None = N
 
 
 def runs_on_examples(config: EmbedderConfig, located: EmbedderSource) -> bool:
-    """Whether the embedder takes log-mel examples (run_network) rather than waveforms (a SavedModel's signature)."""
-    return located.kind == "checkpoint" or resolve_backend(config) == "torch"
+    """Whether decoders should send log-mel examples (for run_network) rather than 16 kHz waveforms: a
+    SavedModel has its front end inside, and on a GPU the torch front end runs there, not in the decoders."""
+    if resolve_backend(config) == "torch":
+        return config.device == "cpu"
+    return located.kind == "checkpoint"
 
 
 def make_provenance(kind: str, source: str, weights_sha256: str, pca_sha256: str,
