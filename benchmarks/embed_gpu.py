@@ -264,7 +264,7 @@ class GpuPipeline:
                 self.pending[0] = (index, examples[len(part):], keep_raw)
         self.pending_count -= size
         batch = torch.cat(pieces)
-        if len(batch) < self.batch_size:  # padded: cuDNN's autotuner sees one shape only
+        if len(batch) < self.batch_size and self.device.type == "cuda":  # cuDNN's autotuner sees one shape only
             batch = torch.cat([batch, batch.new_zeros((self.batch_size - len(batch), *batch.shape[1:]))])
         with self.timer.stage("network"):
             raw = self.network.run(batch)[:size]
