@@ -85,11 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def setup_logging(verbose: bool) -> None:
-    """INFO with -v, else warnings; every line goes through the URL redaction (libraries log URLs too)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
+    """INFO with -v, else warnings, on stderr unless the host program logs elsewhere already; every handler's
+    lines go through the URL redaction (libraries log URLs too)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
+            handler.addFilter(RedactingFilter())
 
 
 def _stop(signal_number: int, frame) -> None:

@@ -33,7 +33,7 @@ def _register_listen(subcommands: argparse._SubParsersAction) -> None:
         description="Listen continuously: one VGGish embedding per 0.96 s, the causal detector stepped with its "
                     "state carried (the same probabilities as homesound detect), events with hysteresis and a "
                     "hold time as JSON lines on stdout; optionally Home Assistant over MQTT, a webhook, and "
-                    "event clips saved into a workspace. SIGTERM/SIGINT stop it cleanly.",
+                    "event clips saved into a workspace. SIGTERM, SIGINT and SIGHUP stop it cleanly.",
     )
     model = listen.add_mutually_exclusive_group(required=True)
     model.add_argument("--model", metavar="MODEL.pt", help="a causal detector (full install: TensorFlow + torch)")
@@ -139,7 +139,7 @@ def run_listen(args: argparse.Namespace) -> int:
         sinks.append(run.recorder)
 
     stop = threading.Event()
-    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGTERM, signal.SIGINT)}
+    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         reader = SourceReader(source, stall_seconds=args.stall_timeout)
         summary = Listener(reader, runtime.embedder_factory, live, sinks).run(stop)

@@ -155,7 +155,10 @@ class Workspace:
                 raise translate_sqlite_error(self.path, error) from None
 
     def query(self, sql: str, parameters: tuple | dict = ()) -> list[sqlite3.Row]:
-        return self.connection.execute(sql, parameters).fetchall()
+        try:
+            return self.connection.execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as error:  # a damaged file is the user's to restore, not a traceback
+            raise translate_sqlite_error(self.path, error) from None
 
     def _migrate(self) -> None:
         with self.transaction() as db:
