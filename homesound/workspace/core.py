@@ -192,6 +192,18 @@ class Workspace:
     def schema_versions(self) -> dict[str, int]:
         return {row["component"]: row["version"] for row in self.query("SELECT * FROM schema_versions")}
 
+    def outdated_components(self) -> set[str]:
+        """Components an older homesound wrote and a read-only open could not migrate."""
+        versions = self.schema_versions()
+        modules = (importlib.import_module(name) for name in COMPONENT_MODULES)
+        return {module.COMPONENT for module in modules if versions.get(module.COMPONENT, 0) < len(module.MIGRATIONS)}
+
+    def require_current(self, component: str) -> None:
+        if component in self.outdated_components():
+            raise HomesoundError(f"workspace {self.path} was written by an older homesound ({component} tables); "
+                                 "run a writing command on it once (e.g. homesound embed with the same folders) to "
+                                 "upgrade it, then read it")
+
 
 def _open_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:
     """A connection that cannot write: mode=ro, or immutable=1 where SQLite cannot even make its
