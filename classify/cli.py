@@ -50,8 +50,12 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
                          help="CPU threads for torch (default 1: faster for this small model on a shared machine)")
     fitting.add_argument("--target-precision", type=float,
                          help="calibrate each threshold for this precision (default: best F1)")
+    fitting.add_argument("--target-fpr", type=float,
+                         help="calibrate each threshold so at most this share of negative validation windows fires "
+                              "(e.g. 0.02; with --zero-shot the default is 0.02)")
     fitting.add_argument("--train-splits", default="train", help="comma-separated splits to train on (default train)")
-    fitting.add_argument("--embedder", help="use only sequences embedded by this embedder id")
+    fitting.add_argument("--embedder", help="use only sequences embedded by this embedder id, or by any embedder "
+                         "of this model (vggish, yamnet)")
     fitting.add_argument("--mix-embedders", action="store_true",
                          help="allow sequences from several embedders (only if they share one embedding space)")
     fitting.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -59,9 +63,6 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
     zero_shot.add_argument("--zero-shot", action="store_true",
                            help="do not train: calibrate the zero-shot detector (YAMNet's own class scores) on the "
                                 "labeled windows of the training splits and save it as MODEL (JSON)")
-    zero_shot.add_argument("--target-fpr", type=float, default=0.02,
-                           help="--zero-shot: per-class threshold giving at most this false-positive rate on negative "
-                                "windows (default 0.02)")
     train.set_defaults(handler=run_train)
 
 
@@ -111,7 +112,7 @@ def _register_detect(subcommands: argparse._SubParsersAction) -> None:
                         help="also write per-frame probabilities (.csv or .parquet): path, start_seconds, one column "
                              "per class")
     _add_event_options(detect)
-    add_embedder_options(detect)
+    add_embedder_options(detect, "; default here: the model the detector was trained on")
     detect.set_defaults(handler=run_detect)
 
 
@@ -130,13 +131,22 @@ def _split_list(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip()) if text else ()
 
 
+def _one_frame_spec(specs: dict):
+    """The frame facts shared by the training embedders; VGGish and YAMNet frames do not mix."""
+    models = {spec.model: embedder for embedder, spec in specs.items()}
+    if len(set(specs.values())) > 1:
+        raise HomesoundError(f"the labeled data is embedded by {' and '.join(models)} ({', '.join(models.values())}); "
+                             "their embeddings do not mix: choose one with --embedder ID")
+    return next(iter(specs.values()))
+
+
 def run_train(args: argparse.Namespace) -> int:
     from classify.config import ModelConfig, TrainConfig
     from classify.plots import training_curves
     from classify.training import train_detector
     from homesound.workspace import Workspace
     from homesound.workspace.classify import register_model
-    from homesound.workspace.recordings import embedder_provenance
+    from homesound.workspace.recordings import embedder_provenance, frame_spec
     from homesound.workspace.runs import finish_run, start_run
     from homesound.workspace.training_data import iter_labeled_sequences
 
@@ -145,20 +155,29 @@ def run_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         model_config = ModelConfig(
-            input_size=128, projection_size=args.projection_size, hidden_size=args.hidden_size, rnn=args.rnn,
+            projection_size=args.projection_size, hidden_size=args.hidden_size, rnn=args.rnn,
             layers=args.layers, dropout=args.dropout, bidirectional=args.bidirectional, pooling=args.pooling,
         )
         train_config = TrainConfig(
             epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
             validation_fraction=args.validation_fraction, seed=args.seed, num_threads=args.threads,
-            threshold_mode="target_precision" if args.target_precision is not None else "max_f1",
-            target_precision=args.target_precision, train_splits=_split_list(args.train_splits),
+            threshold_mode=("target_precision" if args.target_precision is not None
+                            else "target_fpr" if args.target_fpr is not None else "max_f1"),
+            target_precision=args.target_precision, target_fpr=args.target_fpr,
+            train_splits=_split_list(args.train_splits),
         )
     except ValueError as error:
         raise HomesoundError(str(error)) from error
     with Workspace(args.workspace, create=False) as workspace:
-        sequences = [s for s in iter_labeled_sequences(workspace)
-                     if args.embedder is None or s.embedder_id == args.embedder]
+        models = {}  # embedder id -> model name, so --embedder takes either
+
+        def chosen(embedder_id: str) -> bool:
+            if args.embedder in (None, embedder_id):
+                return True
+            models.setdefault(embedder_id, frame_spec(workspace, embedder_id).model)
+            return models[embedder_id] == args.embedder
+
+        sequences = [s for s in iter_labeled_sequences(workspace) if chosen(s.embedder_id)]
         if not sequences:
             raise HomesoundError(
                 f"workspace {args.workspace} holds no labeled sequences"
@@ -166,6 +185,7 @@ def run_train(args: argparse.Namespace) -> int:
                 + "; import AudioSet segments (homesound audioset import) or pull labels (homesound pull) first"
             )
         provenance = {e: embedder_provenance(workspace, e) for e in sorted({s.embedder_id for s in sequences})}
+        frames = _one_frame_spec({e: frame_spec(workspace, e) for e in provenance})
         run_id = start_run(workspace, "train", {"model": dataclasses.asdict(model_config),
                                                 "training": dataclasses.asdict(train_config),
                                                 "embedder": args.embedder, "mix_embedders": args.mix_embedders,
@@ -173,7 +193,8 @@ def run_train(args: argparse.Namespace) -> int:
         try:
             detector = train_detector(
                 sequences, model_config, train_config, classes=_split_list(args.classes) or None,
-                allow_mixed_embedders=args.mix_embedders, embedder_provenance=provenance, progress=not args.quiet,
+                allow_mixed_embedders=args.mix_embedders, embedder_provenance=provenance, frames=frames,
+                progress=not args.quiet,
             )
             detector.metrics["run_id"] = run_id
             digest = detector.save(out)
@@ -195,23 +216,24 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_zero_shot_calibration(args: argparse.Namespace) -> int:
-    from classify.calibration import calibrate_zero_shot
+    from classify.calibration import DEFAULT_TARGET_FPR, calibrate_zero_shot
     from classify.zero_shot import ZeroShotDetector
     from homesound.workspace import Workspace
     from homesound.workspace.classify import register_model
     from homesound.workspace.runs import finish_run, start_run
     from homesound.workspace.training_data import iter_labeled_sequences
 
-    if not 0.0 <= args.target_fpr < 1.0:
-        raise HomesoundError(f"--target-fpr {args.target_fpr}: give a rate in [0, 1), e.g. 0.02")
+    target_fpr = DEFAULT_TARGET_FPR if args.target_fpr is None else args.target_fpr
+    if not 0.0 <= target_fpr < 1.0:
+        raise HomesoundError(f"--target-fpr {target_fpr}: give a rate in [0, 1), e.g. 0.02")
     splits = _split_list(args.train_splits)
     with Workspace(args.workspace) as workspace:
         sequences = [s for s in iter_labeled_sequences(workspace) if s.split in splits and s.class_scores is not None
                      and (args.embedder is None or s.embedder_id == args.embedder)]
-        run_id = start_run(workspace, "train", {"zero_shot": True, "target_fpr": args.target_fpr,
+        run_id = start_run(workspace, "train", {"zero_shot": True, "target_fpr": target_fpr,
                                                 "train_splits": list(splits), "out": args.out})
         try:
-            detector = calibrate_zero_shot(ZeroShotDetector.builtin(), sequences, args.target_fpr)
+            detector = calibrate_zero_shot(ZeroShotDetector.builtin(), sequences, target_fpr)
             detector.metrics["run_id"] = run_id
             digest = detector.save(args.out)
             model_id = register_model(
@@ -321,7 +343,7 @@ def run_detect(args: argparse.Namespace) -> int:
     write_events(events_table(detections), args.out)
     if args.probabilities:
         write_table(probabilities_table(detections, detector.classes), args.probabilities)
-    hours = sum(len(d.probabilities) for d in detections) * 0.96 / 3600
+    hours = detector.frames.seconds(sum(len(d.probabilities) for d in detections)) / 3600
     counts = ", ".join(f"{label}: {n}" for label, n in events_per_class(detections, detector.classes).items())
     print(f"{len(detections)} recordings ({hours:.2f} h): {counts} events -> {args.out}")
     if failures:
@@ -333,12 +355,12 @@ def _detect_files(args, detector, settings):
     from tqdm.auto import tqdm
 
     from classify.detection import RecordingDetection, detect_events
-    from classify.frame_inputs import pick_input
+    from classify.frame_inputs import check_source, pick_input
     from embed.cli import embedder_from_args
     from embed.pipeline import embed_file
 
-    embedder = embedder_from_args(args)
-    detector.check_embedder(embedder.embedder_id)  # before any audio is decoded
+    embedder = embedder_from_args(args, default_model=detector.frames.model)
+    check_source(detector, embedder.embedder_id, embedder.class_names)  # before any audio is decoded
     detections, failures = [], 0
     for name in tqdm(args.files, desc="detect", unit="file", disable=len(args.files) < 2):
         try:
@@ -348,9 +370,9 @@ def _detect_files(args, detector, settings):
             print(f"homesound detect: skipped {error}", file=sys.stderr)
             continue
         embedding = pick_input(detector, embedding=embeddings.embedding, raw_embedding=embeddings.raw_embedding,
-                               what=str(name))
+                               class_scores=embeddings.class_scores, what=str(name))
         ((probabilities, events),) = detect_events(detector, [embedding], embeddings.embedder_id, settings)
-        detections.append(RecordingDetection(str(name), None, probabilities, events))
+        detections.append(RecordingDetection(str(name), None, probabilities, events, detector.frames.hop_seconds))
         _timeline(args, detector, detections[-1], settings)
     return detections, failures
 
@@ -413,7 +435,7 @@ def _detect_workspace(args, detector, settings):
                                               "events": sum(len(d.events) for d in done.values())})
     if not detections:
         raise HomesoundError(f"workspace {args.workspace} has no recordings with {expected_inputs(detector)}; "
-                             "run homesound embed with the same embedder first")
+                             f"run homesound embed with the same embedder first (--embedder {detector.frames.model})")
     return detections
 
 
@@ -433,7 +455,7 @@ def _timeline(args, detector, detection, settings) -> None:
     taken.add(name)
     thresholds = {label: rule.on_threshold for label, rule in settings.rules(detector.thresholds).items()}
     timeline(detection.probabilities, detector.classes, detection.events, thresholds,
-             str(detection.recording), Path(args.timeline) / f"{name}.png")
+             str(detection.recording), Path(args.timeline) / f"{name}.png", detection.hop_seconds)
 
 
 def _fmt(value) -> str:

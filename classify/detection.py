@@ -10,7 +10,7 @@ import numpy as np
 
 from classify.config import EventSettings
 from classify.detector import Detector
-from classify.events import HOP_SECONDS, Event, extract_events
+from classify.events import Event, extract_events
 from homesound.errors import HomesoundError
 
 EVENT_COLUMNS = (
@@ -26,7 +26,7 @@ class RecordingDetection:
     content_sha256: str | None
     probabilities: np.ndarray  # [T, C]
     events: list[Event]
-    hop_seconds: float = HOP_SECONDS
+    hop_seconds: float  # frame hop of the embeddings the probabilities came from
 
 
 def detect_events(
@@ -38,7 +38,7 @@ def detect_events(
 ) -> list[tuple[np.ndarray, list[Event]]]:
     """(probabilities [T, C], events) of each recording; recordings are batched through the model."""
     rules = settings.rules(detector.thresholds)
-    hops = hop_seconds or [HOP_SECONDS] * len(embeddings)
+    hops = hop_seconds or [detector.frames.hop_seconds] * len(embeddings)
     return [
         (probabilities, extract_events(probabilities, detector.classes, rules, hop))
         for probabilities, hop in zip(detector.probabilities_many(embeddings, embedder_id), hops)

@@ -23,7 +23,8 @@ import torch
 from classify.config import ModelConfig, TrainConfig
 from classify.model import RecurrentState, SequenceDetector, dequantize, torch_threads
 from homesound import __version__
-from homesound.errors import HomesoundError, ProvenanceMismatchError
+from homesound.errors import HomesoundError
+from homesound.frames import VGGISH_FRAMES, FrameSpec, check_embedder_id
 
 MODEL_FORMAT = "homesound-detector"
 MODEL_FORMAT_VERSION = 1
@@ -38,6 +39,7 @@ class Detector:
     input_encoding: str
     embedder_ids: tuple[str, ...]
     embedder_provenance: dict[str, Any] = field(default_factory=dict)
+    frames: FrameSpec = VGGISH_FRAMES  # the training embeddings' frame facts (files without them: VGGish)
     train_config: TrainConfig | None = None
     threshold_details: dict[str, Any] = field(default_factory=dict)
     data_summary: dict[str, Any] = field(default_factory=dict)
@@ -58,12 +60,7 @@ class Detector:
 
     def check_embedder(self, embedder_id: str) -> None:
         """Embeddings of another embedder mean nothing to this model: refuse them clearly."""
-        if embedder_id not in self.embedder_ids:
-            expected = ", ".join(self.embedder_ids)
-            raise ProvenanceMismatchError(
-                f"the detector was trained on embeddings from {expected} but these come from {embedder_id}; "
-                "embed with the same VGGish source and PCA parameters as the training data, or retrain"
-            )
+        check_embedder_id(self.embedder_ids, self.frames, embedder_id)
 
     def model_input(self, embedding: np.ndarray, embedder_id: str) -> np.ndarray:
         self.check_embedder(embedder_id)
@@ -98,6 +95,7 @@ class Detector:
             "input_encoding": self.input_encoding,
             "embedder_ids": list(self.embedder_ids),
             "embedder_provenance": _plain(self.embedder_provenance),
+            "frames": self.frames.to_dict(),
             "train_config": _plain(self.train_config) if self.train_config else None,
             "data_summary": _plain(self.data_summary),
             "metrics": _plain(self.metrics),
@@ -130,6 +128,7 @@ class Detector:
             input_encoding=stored["input_encoding"],
             embedder_ids=tuple(stored["embedder_ids"]),
             embedder_provenance=stored.get("embedder_provenance") or {},
+            frames=FrameSpec.from_dict(stored["frames"]) if stored.get("frames") else VGGISH_FRAMES,
             train_config=_config(TrainConfig, stored["train_config"]) if stored.get("train_config") else None,
             threshold_details=stored.get("threshold_details") or {},
             data_summary=stored.get("data_summary") or {},

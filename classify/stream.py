@@ -15,7 +15,7 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
-from classify.events import HOP_SECONDS, EventRule, EventTracker, EventUpdate
+from classify.events import EventRule, EventTracker, EventUpdate
 from classify.zero_shot import CLASS_SCORES
 from homesound.errors import HomesoundError
 
@@ -32,18 +32,20 @@ class HopResult:
     start_seconds: float  # stream time of the hop's start
     probabilities: np.ndarray  # [C]
     updates: list[EventUpdate]
+    hop_seconds: float
 
     @property
     def end_seconds(self) -> float:
-        return self.start_seconds + HOP_SECONDS
+        return self.start_seconds + self.hop_seconds
 
 
 class LiveDetector:
     """Embeddings one hop at a time -> per-class probabilities and event updates."""
 
     def __init__(self, stream: DetectorStream, classes: Sequence[str], rules: Mapping[str, EventRule],
-                 embedder_id: str, input_encoding: str):
+                 embedder_id: str, input_encoding: str, hop_seconds: float):
         self.stream = stream
+        self.hop_seconds = hop_seconds  # the embedder's frame hop
         self.classes = tuple(classes)
         self.rules = {label: rules[label] for label in self.classes}
         self.embedder_id = embedder_id
@@ -64,9 +66,9 @@ class LiveDetector:
         else:
             features = raw_embedding if self.input_encoding == "raw_float32" else embedding
         probabilities = np.asarray(self.stream.push(features, self.embedder_id), dtype=np.float64)
-        start = self.segment_start_seconds + self._segment_hops * HOP_SECONDS
+        start = self.segment_start_seconds + self._segment_hops * self.hop_seconds
         updates = [update for tracker, p in zip(self._trackers, probabilities) for update in tracker.push(p)]
-        result = HopResult(self.hops, start, probabilities, updates)
+        result = HopResult(self.hops, start, probabilities, updates, self.hop_seconds)
         self.hops += 1
         self._segment_hops += 1
         return result
@@ -88,4 +90,4 @@ class LiveDetector:
         return {tracker.label: tracker.active for tracker in self._trackers}
 
     def _new_trackers(self, start_seconds: float) -> list[EventTracker]:
-        return [EventTracker(label, self.rules[label], HOP_SECONDS, start_seconds) for label in self.classes]
+        return [EventTracker(label, self.rules[label], self.hop_seconds, start_seconds) for label in self.classes]

@@ -26,6 +26,7 @@ import numpy as np
 
 from homesound import __version__
 from homesound.errors import HomesoundError, ProvenanceMismatchError
+from homesound.frames import YAMNET_FRAMES
 
 ZERO_SHOT_FORMAT = "homesound-zero-shot-detector"
 ZERO_SHOT_FORMAT_VERSION = 1
@@ -121,6 +122,7 @@ class ZeroShotDetector:
 
     input_encoding = CLASS_SCORES
     streamable = True
+    frames = YAMNET_FRAMES  # class scores come one per YAMNet frame: hop and grid for events
     train_config = None  # nothing trained: evaluate defaults to the held-out split, like a trained model
     # Any embedder whose class scores carry the member names serves: the names are checked, not ids.
     embedder_ids: tuple[str, ...] = ()

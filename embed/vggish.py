@@ -1,26 +1,26 @@
 """Choosing and loading the VGGish network: TF Hub handle, local SavedModel, or Google's checkpoint.
 
-All three give an Embedder that turns 16 kHz waveform chunks holding whole examples into raw
-[K, 128] embeddings, then post-processes them the AudioSet way. Every Embedder carries the
-provenance of what it computes; embeddings from different provenance are never mixed.
+All three give an Embedder (embed.embedder) that turns 16 kHz waveform chunks holding whole
+examples into raw [K, 128] embeddings, then post-processes them the AudioSet way.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from embed.embedder import (
+    Embedder, EmbedderConfig, EmbedderSource, directory_sha256, file_sha256, files_sha256, resolve_hub_handle,
+)
 from embed.frontend import waveform_to_examples
 from embed.params import VGGISH
 from embed.postprocess import PCAParams, postprocess
 from homesound import __version__
 from homesound.errors import ModelSourceError
+from homesound.frames import VGGISH_FRAMES
 
 DEFAULT_HUB_HANDLE = "https://tfhub.dev/google/vggish/1"
 DEFAULT_PCA_URL = "https://storage.googleapis.com/audioset/vggish_pca_params.npz"
@@ -33,37 +33,23 @@ FRONTEND_DESCRIPTION = (
     "64 HTK mel 125-7500 Hz; log(mel + 0.01); 96x64 non-overlapping examples"
 )
 POSTPROCESS_DESCRIPTION = "PCA (pca_eigen_vectors, pca_means); clip [-2, 2]; uint8 by truncation"
+FRAMES = VGGISH_FRAMES
 
 
-@dataclass(frozen=True)
-class EmbedderConfig:
-    source: str | None = None  # Hub handle, SavedModel dir or vggish_model.ckpt; None = env or default
-    pca: str | None = None  # vggish_pca_params.npz; None = env, beside the source, or downloaded
-    batch_size: int = 64  # examples per network call
-    jit_compile: bool = True  # XLA for the checkpoint network (same results, faster on CPU)
-
-
-class Embedder(ABC):
+class VGGishEmbedder(Embedder):
     """VGGish: aligned 16 kHz waveform chunks -> raw embeddings -> AudioSet uint8 features."""
 
-    kind: str
+    frames = VGGISH_FRAMES
 
     def __init__(self, source: str, weights_sha256: str, pca: PCAParams, pca_sha256: str, config: EmbedderConfig):
-        self.source = source
         self.pca = pca
-        self.config = config
-        self.provenance = make_provenance(self.kind, source, weights_sha256, pca_sha256)
-        self.embedder_id = embedder_id_of(self.provenance)
-
-    @abstractmethod
-    def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
-        """For each chunk of K * 15360 + 240 samples, its K raw float32 embeddings."""
+        super().__init__(source, make_provenance(self.kind, source, weights_sha256, pca_sha256), config)
 
     def postprocess(self, raw: np.ndarray) -> np.ndarray:
         return postprocess(raw, self.pca)
 
 
-class CheckpointEmbedder(Embedder):
+class CheckpointEmbedder(VGGishEmbedder):
     """Google's vggish_model.ckpt: the reference front end in numpy, the network in TensorFlow."""
 
     kind = "checkpoint"
@@ -73,7 +59,7 @@ class CheckpointEmbedder(Embedder):
 
         self.network = build_network(CheckpointWeights(checkpoint), jit_compile=config.jit_compile)
         super().__init__(checkpoint, _checkpoint_sha256(checkpoint), PCAParams.load(pca_path),
-                         _file_sha256(pca_path), config)
+                         file_sha256(pca_path), config)
 
     def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
         examples = [waveform_to_examples(chunk) for chunk in chunks]
@@ -94,7 +80,7 @@ class CheckpointEmbedder(Embedder):
         return np.concatenate(outputs) if outputs else np.zeros((0, VGGISH.embedding_size), np.float32)
 
 
-class SavedModelEmbedder(Embedder):
+class SavedModelEmbedder(VGGishEmbedder):
     """A SavedModel with the Hub signature (local directory or resolved from a TF Hub handle)."""
 
     def __init__(self, kind: str, source: str, directory: str, pca_path: str, config: EmbedderConfig):
@@ -106,7 +92,7 @@ class SavedModelEmbedder(Embedder):
         except (OSError, ValueError, tf.errors.OpError) as error:
             raise ModelSourceError(f"VGGish SavedModel {source}: cannot load ({str(error).splitlines()[0]})") from None
         self.model = model if callable(model) else model.signatures["serving_default"]
-        super().__init__(source, _directory_sha256(directory), PCAParams.load(pca_path), _file_sha256(pca_path), config)
+        super().__init__(source, directory_sha256(directory), PCAParams.load(pca_path), file_sha256(pca_path), config)
 
     def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
         outputs = []
@@ -125,18 +111,8 @@ class SavedModelEmbedder(Embedder):
         return outputs
 
 
-@dataclass(frozen=True)
-class EmbedderSource:
-    """Where an embedder's files are, once its source option is resolved (nothing loaded yet)."""
-
-    kind: str  # "checkpoint", "savedmodel" or "hub"
-    source: str  # as the user gave it
-    location: str  # checkpoint path, or the SavedModel directory (a Hub handle's cached copy)
-    pca: str  # vggish_pca_params.npz
-
-
-def locate_embedder(config: EmbedderConfig) -> EmbedderSource:
-    """Resolve the source option without loading the network (a Hub handle is fetched or found in the cache)."""
+def locate(config: EmbedderConfig) -> EmbedderSource:
+    """Resolve the --vggish option without loading the network (a Hub handle is fetched or found in the cache)."""
     source = config.source or os.environ.get(SOURCE_ENV) or DEFAULT_HUB_HANDLE
     pca = config.pca or os.environ.get(PCA_ENV)
     path = Path(source).expanduser()
@@ -147,36 +123,26 @@ def locate_embedder(config: EmbedderConfig) -> EmbedderSource:
     if _is_checkpoint(path):
         return EmbedderSource("checkpoint", str(path), str(path), pca or _pca_beside(path.parent, source))
     if "://" in source or source.startswith(("tfhub.dev/", "www.kaggle.com/")):
-        return EmbedderSource("hub", source, _resolve_hub(source), pca or download_pca())
+        return EmbedderSource("hub", source, resolve_hub_handle(source, "VGGish", "--vggish"), pca or download_pca())
     raise ModelSourceError(
         f"VGGish source {source} not found: give a TF Hub handle, a SavedModel directory, or Google's "
         "vggish_model.ckpt (https://storage.googleapis.com/audioset/vggish_model.ckpt)"
     )
 
 
-def load_embedder(source: str | None = None, pca: str | None = None, config: EmbedderConfig | None = None) -> Embedder:
-    config = config or EmbedderConfig()
-    config = replace(config, source=source or config.source, pca=pca or config.pca)
-    return build_embedder(locate_embedder(config), config)
-
-
-def build_embedder(located: EmbedderSource, config: EmbedderConfig) -> Embedder:
+def build(located: EmbedderSource, config: EmbedderConfig) -> VGGishEmbedder:
     if located.kind == "checkpoint":
         return CheckpointEmbedder(located.location, located.pca, config)
     return SavedModelEmbedder(located.kind, located.source, located.location, located.pca, config)
 
 
-def embedder_identity(located: EmbedderSource) -> tuple[str, dict]:
-    """(embedder_id, provenance) of what load_embedder would build, from file hashes alone.
-
-    Lets a job decide what is already done without starting TensorFlow.
-    """
+def provenance_of(located: EmbedderSource) -> dict:
+    """The provenance build() would give, from file hashes alone."""
     if located.kind == "checkpoint":
         weights_sha256 = _checkpoint_sha256(located.location)
     else:
-        weights_sha256 = _directory_sha256(located.location)
-    provenance = make_provenance(located.kind, located.source, weights_sha256, _file_sha256(located.pca))
-    return embedder_id_of(provenance), provenance
+        weights_sha256 = directory_sha256(located.location)
+    return make_provenance(located.kind, located.source, weights_sha256, file_sha256(located.pca))
 
 
 def make_provenance(kind: str, source: str, weights_sha256: str, pca_sha256: str) -> dict:
@@ -194,13 +160,6 @@ def make_provenance(kind: str, source: str, weights_sha256: str, pca_sha256: str
     }
 
 
-def embedder_id_of(provenance: dict) -> str:
-    """What determines the numbers (not where the files are, nor the homesound version)."""
-    identity = {key: value for key, value in provenance.items() if key not in ("source", "homesound_version")}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-    return f"vggish-{provenance['source_kind']}-{digest[:16]}"
-
-
 def _is_checkpoint(path: Path) -> bool:
     return path.is_file() or Path(f"{path}.index").is_file()
 
@@ -213,19 +172,6 @@ def _pca_beside(directory: Path, source: str) -> str:
         f"no PCA parameters for {source}: pass --pca vggish_pca_params.npz "
         f"(download it from {DEFAULT_PCA_URL}) or set {PCA_ENV}"
     )
-
-
-def _resolve_hub(handle: str) -> str:
-    try:
-        import tensorflow_hub as hub
-
-        return hub.resolve(handle)
-    except Exception as error:  # tensorflow_hub raises many kinds for network and format problems
-        raise ModelSourceError(
-            f"cannot fetch VGGish from TF Hub handle {handle} ({type(error).__name__}: {str(error).splitlines()[0]}); "
-            "check the network, or download the model once and pass its directory (or vggish_model.ckpt) "
-            "with --vggish"
-        ) from None
 
 
 def _cache_dir() -> Path:
@@ -253,30 +199,9 @@ def _split_like(rows: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
     return np.split(rows, bounds) if parts else []
 
 
-def _file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while block := stream.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _checkpoint_sha256(checkpoint: str) -> str:
     path = Path(checkpoint)
     if path.is_file():
-        return _file_sha256(path)
+        return file_sha256(path)
     files = sorted(path.parent.glob(f"{path.name}.index")) + sorted(path.parent.glob(f"{path.name}.data-*"))
-    return _files_sha256(files, path.parent)
-
-
-def _directory_sha256(directory: str) -> str:
-    root = Path(directory)
-    return _files_sha256(sorted(p for p in root.rglob("*") if p.is_file()), root)
-
-
-def _files_sha256(files: list[Path], root: Path) -> str:
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(str(file.relative_to(root)).encode())
-        digest.update(_file_sha256(file).encode())
-    return digest.hexdigest()
+    return files_sha256(files, path.parent)

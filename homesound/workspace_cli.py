@@ -20,16 +20,19 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
     export = subcommands.add_parser(
         "export", help="workspace contents -> files for use elsewhere (embeddings as Parquet)",
-        description="--out X.parquet: one row per 0.96 s example with path, content_sha256, embedder_id, "
-                    "start_seconds, embedding (128 uint8, AudioSet's quantization: float = uint8/255*4-2) and "
-                    "the recording's duration, sample rate, channels and format.")
+        description="--out X.parquet: one row per 0.96 s frame with path, content_sha256, embedder_id, "
+                    "start_seconds, embedding (VGGish: 128 uint8, AudioSet's quantization: float = uint8/255*4-2; "
+                    "YAMNet: 1024 float16, and class_scores: 521 float16) and the recording's duration, sample "
+                    "rate, channels and format; one embedding model per file.")
     export.add_argument("--workspace", metavar="home.db", help="the workspace to export from (with --out)")
     # What to export: one option per kind of export; later stages add theirs to this group (export.modes)
     # and wrap the handler for their kind (see hub.cli).
     modes = export.add_mutually_exclusive_group(required=True)
     modes.add_argument("--out", metavar="embeddings.parquet", help="per-second embeddings of all recordings")
     export.modes = modes
-    export.add_argument("--embedder", metavar="ID", help="only this embedder's embeddings (default: all)")
+    export.add_argument("--embedder", metavar="ID", help="only this embedder's embeddings: an embedder id, or "
+                        "vggish / yamnet for every embedder of that model (default: all, if of one model); "
+                        "with --hub: the model the hub runs")
     export.add_argument("--raw", action="store_true",
                         help="add raw_embedding (float32; needs recordings embedded with --keep-raw)")
     export.set_defaults(handler=run_export)

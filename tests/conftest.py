@@ -50,7 +50,7 @@ def vggish_files(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def checkpoint_embedder(vggish_files):
-    from embed.vggish import load_embedder
+    from embed.embedder import load_embedder
 
     return load_embedder(str(vggish_files.checkpoint), str(vggish_files.pca))
 
@@ -68,3 +68,12 @@ def label_studio(tmp_path_factory) -> label_studio_server.LabelStudioServer:
     server = label_studio_server.start_server(workdir, document_root)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def yamnet_tflite(shared_data) -> Path:
+    """Google's real YAMNet as TFLite (../shared/models/yamnet), with its class map beside it."""
+    path = shared_data.parent / "models" / "yamnet" / "yamnet.tflite"
+    if not path.is_file():
+        pytest.fail(f"{path} (the real YAMNet weights) is missing beside the checkout")
+    return path

@@ -17,7 +17,7 @@ import pytest
 import soundfile
 
 from embed.pipeline import embed_file
-from embed.vggish import EmbedderConfig, load_embedder
+from embed.embedder import EmbedderConfig, load_embedder
 from homesound.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
