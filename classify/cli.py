@@ -227,7 +227,7 @@ def run_zero_shot_calibration(args: argparse.Namespace) -> int:
     if not 0.0 <= target_fpr < 1.0:
         raise HomesoundError(f"--target-fpr {target_fpr}: give a rate in [0, 1), e.g. 0.02")
     splits = _split_list(args.train_splits)
-    with Workspace(args.workspace) as workspace:
+    with Workspace(args.workspace, create=False) as workspace:
         sequences = [s for s in iter_labeled_sequences(workspace) if s.split in splits and s.class_scores is not None
                      and (args.embedder is None or s.embedder_id == args.embedder)]
         run_id = start_run(workspace, "train", {"zero_shot": True, "target_fpr": target_fpr,
