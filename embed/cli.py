@@ -110,6 +110,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     archive.add_argument("--retry-failed", action="store_true",
                          help="read again files that failed before even if they did not change")
     archive.add_argument("--no-progress", action="store_true", help="no progress bar")
+    archive.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                         help="decode and run the network on a Ray cluster: the head node's HOST:PORT, or 'auto' "
+                              "(the default: $RAY_ADDRESS or the cluster this machine is in); every node must see "
+                              "the paths and the model files at the same place (pip install 'homesound[ray]')")
+    archive.add_argument("--ray-actors-per-node", type=positive_int, default=1, metavar="N",
+                         help="with --ray: network actors per node without GPUs, sharing its cores (default 1; "
+                              "a node with GPUs gets one per GPU)")
     embed.set_defaults(handler=run_embed)
 
     vggish = subcommands.add_parser("vggish", help="VGGish model files: convert, or make random test weights")
@@ -127,6 +134,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> int:
+    if args.ray is not None and not args.workspace:
+        raise HomesoundError("--ray embeds an archive into a workspace: add --workspace home.db")
     return run_embed_archive(args) if args.workspace else run_embed_files(args)
 
 
@@ -137,6 +146,7 @@ def run_embed_archive(args: argparse.Namespace) -> int:
     missing = [name for name in args.inputs if not os.path.lexists(name)]
     if missing:
         raise HomesoundError(f"no such file or folder: {', '.join(missing)}")
+    cluster = _cluster_config(args)
     config = ArchiveJobConfig(
         inputs=tuple(os.path.abspath(name) for name in args.inputs),
         extensions=parse_extensions(args.extensions),
@@ -144,10 +154,26 @@ def run_embed_archive(args: argparse.Namespace) -> int:
         workers=args.workers or default_workers(),
         keep_raw=args.keep_raw,
         retry_failed=args.retry_failed,
+        cluster=cluster,
     )
     summary = run_archive_job(args.workspace, config, progress=False if args.no_progress else None)
     print(summary.report())
     return summary.exit_status
+
+
+def _cluster_config(args: argparse.Namespace):
+    """The Ray options as a ClusterConfig, or None without --ray (Ray is then never imported)."""
+    if args.ray is None:
+        return None
+    from embed.ray_cluster import ClusterConfig
+
+    if os.sep in args.ray and os.path.exists(args.ray):
+        raise HomesoundError(f"--ray took {args.ray} as the cluster's address; put --ray after the paths, "
+                             "or write --ray auto")
+    if args.workers is not None:
+        raise HomesoundError("--workers sets decoding processes on this machine; with --ray the cluster decodes "
+                             "(one task per CPU that `ray start --num-cpus` gives each node)")
+    return ClusterConfig(address=args.ray, actors_per_node=args.ray_actors_per_node)
 
 
 def run_embed_files(args: argparse.Namespace) -> int:
