@@ -7,6 +7,7 @@ import importlib
 import logging
 import signal
 import sys
+import threading
 from typing import Sequence
 
 from homesound import __version__
@@ -64,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(arguments)
     setup_logging(args.verbose)
-    previous = {number: signal.signal(number, _stop) for number in STOP_SIGNALS}
+    # Python lets only the main thread set handlers; main() called from another thread (an embedding
+    # application, a test) keeps that application's own signal handling.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {number: signal.signal(number, _stop) for number in STOP_SIGNALS} if in_main_thread else {}
     try:
         return int(args.handler(args) or 0)
     except HomesoundError as error:
