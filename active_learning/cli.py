@@ -152,7 +152,7 @@ def run_rank(args: argparse.Namespace) -> int:
 
     request = rank_request_from_args(args)
     detector, model_id = load_detector(args.model)
-    with Workspace(args.workspace) as workspace:
+    with Workspace(args.workspace, create=False) as workspace:
         ranking = rank_workspace(workspace, detector, request, progress=sys.stderr.isatty())
         table = picks_table(ranking.picks, tuple(detector.classes))
         if args.out:
@@ -201,7 +201,7 @@ def run_push(args: argparse.Namespace) -> int:
 
     config = push_config_from_args(args)
     server = connect(args)
-    with Workspace(args.workspace) as workspace:
+    with Workspace(args.workspace, create=False) as workspace:
         run_id = start_run(workspace, "push", config)
         try:
             summary = push(workspace, server, config, progress=sys.stderr.isatty())
@@ -225,7 +225,7 @@ def run_pull(args: argparse.Namespace) -> int:
     from homesound.workspace.runs import finish_run, start_run
 
     server = connect(args)
-    with Workspace(args.workspace) as workspace:
+    with Workspace(args.workspace, create=False) as workspace:
         run_id = start_run(workspace, "pull", {"server": server.url})
         try:
             summary = pull(workspace, server)

@@ -5,11 +5,14 @@ TOML file, never from the command line (a token there lands in shell history and
 kinds of key work: a legacy token is sent as is, a personal access token (a JWT refresh token)
 is exchanged for short-lived access tokens by the SDK. Every failure of the server - down, cut
 mid-request, wrong key, refused request - becomes one LabelStudioError naming the server and
-what to do.
+what to do. Credentials written into LABEL_STUDIO_URL (http://user:password@host) are dropped:
+requests carry the API key only, never HTTP Basic auth, and the URL shown or stored anywhere goes
+through homesound.redact.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,6 +21,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from homesound.errors import HomesoundError
+from homesound.redact import redact_text, redact_url, strip_credentials
+
+log = logging.getLogger(__name__)
 
 CONFIG_ENV = "HOMESOUND_LABEL_STUDIO_CONFIG"
 DEFAULT_CONFIG_PATH = Path("~/.config/homesound/label-studio.toml")
@@ -43,7 +49,7 @@ class LabelStudioSettings:
     source: str = "environment"  # for messages: where these settings came from
 
     def __repr__(self) -> str:  # never print the key
-        return f"LabelStudioSettings(url={self.url!r}, api_key='***', source={self.source!r})"
+        return f"LabelStudioSettings(url={redact_url(self.url)!r}, api_key='***', source={self.source!r})"
 
 
 def load_settings(environ: Mapping[str, str] | None = None, config_path: str | os.PathLike | None = None) -> LabelStudioSettings:
@@ -78,7 +84,11 @@ def load_settings(environ: Mapping[str, str] | None = None, config_path: str | o
     if not api_key or not str(api_key).strip():
         raise LabelStudioError(f"no Label Studio API key given: {KEY_HELP} (or in {path})")
     source = "environment" if environ.get("LABEL_STUDIO_URL") else str(path)
-    return LabelStudioSettings(str(url).rstrip("/"), str(api_key).strip(), str(root), source)
+    url, had_credentials = strip_credentials(str(url).strip().rstrip("/"))
+    if had_credentials:
+        log.warning("the user and password in the Label Studio URL (%s) are ignored: homesound signs in with "
+                    "the API key alone", redact_url(url))
+    return LabelStudioSettings(url, str(api_key).strip(), str(root), source)
 
 
 class LabelStudio:
@@ -90,9 +100,10 @@ class LabelStudio:
         )
 
         self.settings = settings
-        self.url = settings.url
+        self.base_url = strip_credentials(settings.url)[0]  # the API key signs in, never URL credentials
+        self.url = redact_url(self.base_url)  # for messages and the workspace
         self.client = self._call("connect", lambda: Client(
-            base_url=settings.url, api_key=settings.api_key, timeout=REQUEST_TIMEOUT_SECONDS
+            base_url=self.base_url, api_key=settings.api_key, timeout=REQUEST_TIMEOUT_SECONDS
         ))
         who = self._call("check the API key", lambda: self.client.users.whoami())
         self.user = getattr(who, "email", None) or getattr(who, "username", None) or str(getattr(who, "id", "?"))
@@ -155,7 +166,7 @@ class LabelStudio:
         """Fetch one clip the way the labeling page will, so a wrong document root fails now, not in the browser."""
         headers = self.client._client_wrapper.get_headers()  # the SDK's auth headers (token or fresh access token)
         response = self._call("fetch a clip", lambda: self.client._client_wrapper.httpx_client.httpx_client.get(
-            self.url + url_path, headers=headers, timeout=REQUEST_TIMEOUT_SECONDS))
+            self.base_url + url_path, headers=headers, timeout=REQUEST_TIMEOUT_SECONDS))
         if response.status_code != 200:
             raise LabelStudioError(
                 f"Label Studio at {self.url} does not serve the clip {clip} (HTTP {response.status_code} for "
@@ -205,6 +216,12 @@ class LabelStudio:
 
 
 def translate_error(url: str, what: str, error: Exception) -> LabelStudioError:
+    """url: as it may be shown (redacted); the error's own text is redacted too (httpx quotes URLs)."""
+    translated = _translate_error(redact_url(url), what, error)
+    return LabelStudioError(redact_text(str(translated)))
+
+
+def _translate_error(url: str, what: str, error: Exception) -> LabelStudioError:
     import httpx
     from label_studio_sdk.core.api_error import ApiError
 

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from active_learning.ranking import Pick, RankConfig, RecordingPredictions, rank_windows
 from active_learning.scoring import mc_dropout_probabilities
+from classify.frame_inputs import expected_inputs, pick_input, reads_class_scores, workspace_embedders
 from homesound.errors import HomesoundError
 from homesound.workspace import Workspace
 from homesound.workspace import active_learning as queue
@@ -49,17 +50,19 @@ def rank_workspace(
     def recordings() -> Iterator[RecordingPredictions]:
         nonlocal seconds
         seen: set[str] = set()
-        for embedder_id in detector.embedder_ids:
-            rows = iter_embedded_recordings(workspace, embedder_id)
+        for embedder_id in workspace_embedders(workspace, detector):
+            rows = iter_embedded_recordings(workspace, embedder_id, with_class_scores=reads_class_scores(detector))
             for recording, stored in tqdm(rows, desc="rank", unit="recording", disable=not progress):
                 if recording.content_sha256 in seen or not len(stored.embedding):
                     continue
                 seen.add(recording.content_sha256)
-                probabilities = detector.probabilities(stored.embedding, embedder_id)
+                frames = pick_input(detector, embedding=stored.embedding, class_scores=stored.class_scores,
+                                    what=recording.path)
+                probabilities = detector.probabilities(frames, embedder_id)
                 samples = None
                 if request.rank.strategy == "bald":
                     samples = mc_dropout_probabilities(
-                        detector, [stored.embedding], embedder_id, request.mc_samples, request.rank.seed
+                        detector, [frames], embedder_id, request.mc_samples, request.rank.seed
                     )[0]
                 probabilities_by_recording[recording.content_sha256] = probabilities
                 hop_by_recording[recording.content_sha256] = stored.hop_seconds
@@ -70,7 +73,7 @@ def rank_workspace(
                     classes=tuple(detector.classes),
                     probabilities=probabilities,
                     samples=samples,
-                    embedding=detector.model_input(stored.embedding, embedder_id) if request.rank.diversity else None,
+                    embedding=detector.model_input(frames, embedder_id) if request.rank.diversity else None,
                     excluded=tuple(taken.get(recording.content_sha256, ())),
                     hop_seconds=stored.hop_seconds,
                 )
@@ -78,8 +81,8 @@ def rank_workspace(
     picks = rank_windows(recordings(), request.rank)
     if not probabilities_by_recording:
         raise HomesoundError(
-            "no embedded recordings in the workspace that this detector can read (it expects embeddings from "
-            f"{', '.join(detector.embedder_ids)}); run `homesound embed` on your archive first"
+            f"no embedded recordings in the workspace that this detector can read (it needs {expected_inputs(detector)}); "
+            "run `homesound embed` on your archive first"
         )
     predictions = {
         queue.window_key(p.recording, p.start_seconds, p.end_seconds): guess_around(

@@ -1,6 +1,6 @@
 """Which windows of unlabeled audio a person should label next: the pure ranking core.
 
-The detector gives per-second (one VGGish frame, 0.96 s) probabilities; a recording is cut into
+The detector gives per-second (one embedding frame, 0.96 s) probabilities; a recording is cut into
 fixed windows, each window gets an informativeness score from its seconds, and the picks are
 spread over the embedding space (k-center greedy) so fifty picks are not fifty seconds of the
 same cry. Optionally a share of the picks goes to the most confident detections, where a
@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from active_learning import AGGREGATES, STRATEGIES
+from homesound.frames import VGGISH_FRAMES
 
-HOP_SECONDS = 0.96
+HOP_SECONDS = VGGISH_FRAMES.hop_seconds  # the frame grid all embedders share; callers pass each recording's
 _EPSILON = 1e-12
 
 

@@ -36,7 +36,7 @@ class RoundConfig:
 
 
 def run_round(config: RoundConfig, server: LabelStudio, run_subcommand: SubcommandRunner) -> dict:
-    with Workspace(config.workspace) as workspace:
+    with Workspace(config.workspace, create=False) as workspace:
         round_id = queue.start_round(workspace, config, config.model)
     summary: dict = {"round": round_id}
     try:

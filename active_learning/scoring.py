@@ -6,15 +6,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from homesound.errors import HomesoundError
+
 
 def load_detector(path: str):
-    """The detector in a model file and a short id for it (file name + content hash), for queue and tasks."""
+    """The detector in a model file (or `zero-shot`) and a short id for it (name + content hash), for queue and tasks."""
     from pathlib import Path
 
-    from classify.detector import Detector, file_sha256
+    from classify.detector import load_detector as load_any, model_sha256
 
-    detector = Detector.load(path)
-    return detector, f"{Path(path).stem}@{file_sha256(path)[:12]}"
+    detector = load_any(path)
+    return detector, f"{Path(path).stem}@{model_sha256(path, detector)[:12]}"
 
 
 def mc_dropout_probabilities(
@@ -27,7 +29,10 @@ def mc_dropout_probabilities(
     import torch
     from torch import nn
 
-    model = detector.model
+    model = getattr(detector, "model", None)
+    if model is None:
+        raise HomesoundError(f"the {detector.kind} detector has no dropout to sample, so BALD cannot rank with it; "
+                             "choose another --strategy (e.g. entropy)")
     dropouts = [module for module in model.modules() if isinstance(module, nn.Dropout) and module.p > 0]
     if not dropouts:
         raise ValueError("this detector has no dropout, so MC-dropout (BALD) cannot sample it; use another strategy")

@@ -25,8 +25,9 @@ from google.protobuf.message import DecodeError
 from tensorflow.core.example import example_pb2
 
 from homesound.errors import HomesoundError
+from homesound.frames import VGGISH_FRAMES
 
-EMBEDDING_BYTES = 128
+EMBEDDING_BYTES = VGGISH_FRAMES.dimension  # the release is VGGish's uint8 features, one byte per value
 MAX_FRAMES = 10  # a 10-second segment holds at most 10 VGGish frames (0.96 s each)
 MAX_RECORD_BYTES = 1 << 24  # far above any real record; a larger length means a broken shard
 TFRECORD_SUFFIX = ".tfrecord"

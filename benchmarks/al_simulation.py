@@ -96,7 +96,7 @@ def embed_clips(rows: list[dict], data: Path, cache: Path) -> tuple[dict[str, np
     from embed.pipeline import embed_waveform
     from embed.random_weights import write_random_vggish
     from embed.resample import resample_whole
-    from embed.vggish import load_embedder
+    from embed.embedder import load_embedder
 
     example = round(HOP_SECONDS * VGGISH_RATE)
     pieces, counts = [], {}

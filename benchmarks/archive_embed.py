@@ -8,10 +8,12 @@ plus long synthetic recordings, then prints:
   - CPU use (user + system seconds per wall second, out of the cores there are);
   - the time of a rerun with nothing new, and its share of the first run;
   - the time to finish after a kill -9 half way, and the work the kill cost.
-Weights are random (offline); speed does not depend on their values. Load on the machine from
-other jobs is printed too, since it changes every figure.
+VGGish weights are random (offline); speed does not depend on their values. With --yamnet FILE the
+real YAMNet .tflite embeds instead. Load on the machine from other jobs is printed too, since it
+changes every figure.
 
     python benchmarks/archive_embed.py [--long-minutes 30,20,20] [--clips 658] [--skip-resume]
+    python benchmarks/archive_embed.py --yamnet ../shared/models/yamnet/yamnet.tflite --long-minutes 10
 """
 
 from __future__ import annotations
@@ -73,8 +75,20 @@ def cli(*args: str) -> list[str]:
 
 
 def embed_command(archive: Path, workspace: Path, weights: Path) -> list[str]:
+    if weights.suffix == ".tflite":
+        return cli("embed", str(archive), "--workspace", str(workspace), "--embedder", "yamnet", "--yamnet",
+                   str(weights), "--no-progress")
     return cli("embed", str(archive), "--workspace", str(workspace), "--vggish", str(weights / "vggish_model.ckpt"),
                "--no-progress")
+
+
+def embedder_config(weights: Path):
+    """VGGish from the random weights folder, or YAMNet from a .tflite file."""
+    from embed.embedder import EmbedderConfig
+
+    if weights.suffix == ".tflite":
+        return EmbedderConfig(model="yamnet", source=str(weights))
+    return EmbedderConfig(source=str(weights / "vggish_model.ckpt"), pca=str(weights / "vggish_pca_params.npz"))
 
 
 def last_run(workspace: Path) -> dict:
@@ -96,17 +110,15 @@ def worker(mode: str, audio: Path, weights: Path, workspace: Path | None) -> Non
     """One measurement in this fresh process, so its peak RSS is its own."""
     import numpy as np
 
-    from embed.vggish import EmbedderConfig
-
-    config = EmbedderConfig(source=str(weights / "vggish_model.ckpt"), pca=str(weights / "vggish_pca_params.npz"))
+    config = embedder_config(weights)
     if mode == "single":
         import soundfile
 
         from embed.pipeline import embed_file
-        from embed.vggish import load_embedder
+        from embed.embedder import load_embedder
 
         embedder = load_embedder(config=config)
-        embedder.run_network(np.zeros((config.batch_size, 96, 64), np.float32))  # compile outside the timing
+        embedder.raw_embeddings([np.zeros(config.batch_size * 15360 + 240)])  # compile outside the timing
         started = time.perf_counter()
         embed_file(audio, embedder)
         elapsed = time.perf_counter() - started
@@ -167,6 +179,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=10_000, help="how many shared clips (default: all)")
     parser.add_argument("--long-minutes", default="30,20,20", help="lengths of the long synthetic recordings")
     parser.add_argument("--skip-resume", action="store_true", help="leave out the kill -9 and resume measurement")
+    parser.add_argument("--yamnet", type=Path, metavar="FILE.tflite", help="embed with this YAMNet .tflite instead")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--audio", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
@@ -182,8 +195,9 @@ def main() -> None:
           "(other jobs on this machine slow every figure)")
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        weights = scratch / "weights"
-        write_random_vggish(weights)
+        weights = args.yamnet.resolve() if args.yamnet else scratch / "weights"
+        if not args.yamnet:
+            write_random_vggish(weights)
         archive = scratch / "archive"
         long_minutes = [float(m) for m in args.long_minutes.split(",") if m]
         audio_seconds = build_archive(archive, args.clips, long_minutes)

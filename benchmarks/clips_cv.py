@@ -58,7 +58,7 @@ def load_or_embed(args, data: Path, clips: pd.DataFrame) -> tuple[list[np.ndarra
         offsets = cached["offsets"]
         embeddings = [cached["embedding"][a:b] for a, b in itertools.pairwise(offsets)]
         return embeddings, str(cached["embedder_id"]), bool(cached["random_weights"])
-    from embed.vggish import load_embedder
+    from embed.embedder import load_embedder
 
     random_weights = args.vggish is None
     with tempfile.TemporaryDirectory() as directory:

@@ -23,6 +23,7 @@ from classify.events import extract_events
 from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
 from classify.training import train_detector
 from homesound.cli import main as homesound
+from homesound.frames import VGGISH_FRAMES
 from homesound.workspace import Workspace
 from homesound.workspace.recordings import (
     StoredEmbedding,
@@ -30,7 +31,7 @@ from homesound.workspace.recordings import (
     save_recording,
 )
 
-HOP = 0.96
+HOP = VGGISH_FRAMES.hop_seconds  # synthetic VGGish-shaped embeddings
 
 
 def main() -> None:
@@ -52,7 +53,7 @@ def main() -> None:
 
     started = time.perf_counter()
     probabilities = detector.probabilities_many(embeddings, SYNTHETIC_EMBEDDER)
-    events = [extract_events(p, detector.classes, rules) for p in probabilities]
+    events = [extract_events(p, detector.classes, rules, detector.frames.hop_seconds) for p in probabilities]
     seconds = time.perf_counter() - started
     print(f"1. in memory: {seconds:.2f} s -> {total_hours / seconds:,.0f} hours of audio per second "
           f"({sum(map(len, events))} events)")

@@ -72,7 +72,7 @@ def worker(mode: str, audio: Path, weights: Path) -> None:
     from embed.frontend import waveform_to_examples
     from embed.pipeline import embed_file
     from embed.resample import resample_whole
-    from embed.vggish import EmbedderConfig, load_embedder
+    from embed.embedder import EmbedderConfig, load_embedder
 
     backend = "torch" if mode == "torch" else "tf"
     embedder = load_embedder(config=EmbedderConfig(source=str(weights / "vggish_model.ckpt"),

@@ -52,7 +52,7 @@ def prepare(work: Path, variants: str) -> dict:
              "household": work / "household.wav", "truth": work / "truth.json"}
     if not files["model"].exists():
         from embed.random_weights import write_random_vggish
-        from embed.vggish import load_embedder
+        from embed.embedder import load_embedder
         from tests.listen.support import embed_clips, train_small_detector, training_clips, training_sequences
 
         print("preparing: random VGGish weights and the small detector ...", flush=True)
@@ -110,7 +110,7 @@ def _runtime(kind: str, files: dict, variant: str, threads: int):
 
         from classify.detector import Detector
         from embed.params import VGGISH
-        from embed.vggish import EmbedderConfig, load_embedder
+        from embed.embedder import EmbedderConfig, load_embedder
 
         torch.set_num_threads(1)
         detector = Detector.load(files["model"])
@@ -126,7 +126,7 @@ def _runtime(kind: str, files: dict, variant: str, threads: int):
 
     def live():
         return LiveDetector(detector.stream(), detector.classes, rules, embedder.embedder_id,
-                            detector.input_encoding)
+                            detector.input_encoding, detector.frames.hop_seconds)
 
     def factory(rate, on_audio):
         return StreamingEmbedder(embedder, rate, on_audio, table)

@@ -50,11 +50,19 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
                          help="CPU threads for torch (default 1: faster for this small model on a shared machine)")
     fitting.add_argument("--target-precision", type=float,
                          help="calibrate each threshold for this precision (default: best F1)")
+    fitting.add_argument("--target-fpr", type=float,
+                         help="calibrate each threshold so at most this share of negative validation windows fires "
+                              "(e.g. 0.02; with --zero-shot the default is 0.02)")
     fitting.add_argument("--train-splits", default="train", help="comma-separated splits to train on (default train)")
-    fitting.add_argument("--embedder", help="use only sequences embedded by this embedder id")
+    fitting.add_argument("--embedder", help="use only sequences embedded by this embedder id, or by any embedder "
+                         "of this model (vggish, yamnet)")
     fitting.add_argument("--mix-embedders", action="store_true",
                          help="allow sequences from several embedders (only if they share one embedding space)")
     fitting.add_argument("--quiet", action="store_true", help="no progress bar")
+    zero_shot = train.add_argument_group("zero-shot (no training)")
+    zero_shot.add_argument("--zero-shot", action="store_true",
+                           help="do not train: calibrate the zero-shot detector (YAMNet's own class scores) on the "
+                                "labeled windows of the training splits and save it as MODEL (JSON)")
     train.set_defaults(handler=run_train)
 
 
@@ -95,11 +103,16 @@ def _register_detect(subcommands: argparse._SubParsersAction) -> None:
     )
     detect.add_argument("files", nargs="*", metavar="FILE", help="audio files (or use --workspace)")
     detect.add_argument("--workspace", metavar="home.db", help="detect in every embedded recording of the workspace")
-    detect.add_argument("--model", required=True, metavar="MODEL.pt")
+    detect.add_argument("--model", required=True, metavar="MODEL.pt",
+                        help="a trained detector, a zero-shot detector file, or `zero-shot` (YAMNet's own class "
+                             "scores; needs --embedder yamnet or a workspace embedded with it)")
     detect.add_argument("--out", required=True, metavar="EVENTS", help="events.csv, events.json or events.parquet")
     detect.add_argument("--timeline", metavar="DIR", help="write a PNG per recording: probabilities and events")
+    detect.add_argument("--probabilities", metavar="FILE",
+                        help="also write per-frame probabilities (.csv or .parquet): path, start_seconds, one column "
+                             "per class")
     _add_event_options(detect)
-    add_embedder_options(detect)
+    add_embedder_options(detect, "; default here: the model the detector was trained on")
     detect.set_defaults(handler=run_detect)
 
 
@@ -118,33 +131,53 @@ def _split_list(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip()) if text else ()
 
 
+def _one_frame_spec(specs: dict):
+    """The frame facts shared by the training embedders; VGGish and YAMNet frames do not mix."""
+    models = {spec.model: embedder for embedder, spec in specs.items()}
+    if len(set(specs.values())) > 1:
+        raise HomesoundError(f"the labeled data is embedded by {' and '.join(models)} ({', '.join(models.values())}); "
+                             "their embeddings do not mix: choose one with --embedder ID")
+    return next(iter(specs.values()))
+
+
 def run_train(args: argparse.Namespace) -> int:
     from classify.config import ModelConfig, TrainConfig
     from classify.plots import training_curves
     from classify.training import train_detector
     from homesound.workspace import Workspace
     from homesound.workspace.classify import register_model
-    from homesound.workspace.recordings import embedder_provenance
+    from homesound.workspace.recordings import embedder_provenance, frame_spec
     from homesound.workspace.runs import finish_run, start_run
     from homesound.workspace.training_data import iter_labeled_sequences
 
+    if args.zero_shot:
+        return run_zero_shot_calibration(args)
     out = Path(args.out)
     try:
         model_config = ModelConfig(
-            input_size=128, projection_size=args.projection_size, hidden_size=args.hidden_size, rnn=args.rnn,
+            projection_size=args.projection_size, hidden_size=args.hidden_size, rnn=args.rnn,
             layers=args.layers, dropout=args.dropout, bidirectional=args.bidirectional, pooling=args.pooling,
         )
         train_config = TrainConfig(
             epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
             validation_fraction=args.validation_fraction, seed=args.seed, num_threads=args.threads,
-            threshold_mode="target_precision" if args.target_precision is not None else "max_f1",
-            target_precision=args.target_precision, train_splits=_split_list(args.train_splits),
+            threshold_mode=("target_precision" if args.target_precision is not None
+                            else "target_fpr" if args.target_fpr is not None else "max_f1"),
+            target_precision=args.target_precision, target_fpr=args.target_fpr,
+            train_splits=_split_list(args.train_splits),
         )
     except ValueError as error:
         raise HomesoundError(str(error)) from error
-    with Workspace(args.workspace) as workspace:
-        sequences = [s for s in iter_labeled_sequences(workspace)
-                     if args.embedder is None or s.embedder_id == args.embedder]
+    with Workspace(args.workspace, create=False) as workspace:
+        models = {}  # embedder id -> model name, so --embedder takes either
+
+        def chosen(embedder_id: str) -> bool:
+            if args.embedder in (None, embedder_id):
+                return True
+            models.setdefault(embedder_id, frame_spec(workspace, embedder_id).model)
+            return models[embedder_id] == args.embedder
+
+        sequences = [s for s in iter_labeled_sequences(workspace) if chosen(s.embedder_id)]
         if not sequences:
             raise HomesoundError(
                 f"workspace {args.workspace} holds no labeled sequences"
@@ -152,6 +185,7 @@ def run_train(args: argparse.Namespace) -> int:
                 + "; import AudioSet segments (homesound audioset import) or pull labels (homesound pull) first"
             )
         provenance = {e: embedder_provenance(workspace, e) for e in sorted({s.embedder_id for s in sequences})}
+        frames = _one_frame_spec({e: frame_spec(workspace, e) for e in provenance})
         run_id = start_run(workspace, "train", {"model": dataclasses.asdict(model_config),
                                                 "training": dataclasses.asdict(train_config),
                                                 "embedder": args.embedder, "mix_embedders": args.mix_embedders,
@@ -159,7 +193,8 @@ def run_train(args: argparse.Namespace) -> int:
         try:
             detector = train_detector(
                 sequences, model_config, train_config, classes=_split_list(args.classes) or None,
-                allow_mixed_embedders=args.mix_embedders, embedder_provenance=provenance, progress=not args.quiet,
+                allow_mixed_embedders=args.mix_embedders, embedder_provenance=provenance, frames=frames,
+                progress=not args.quiet,
             )
             detector.metrics["run_id"] = run_id
             digest = detector.save(out)
@@ -180,6 +215,51 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_zero_shot_calibration(args: argparse.Namespace) -> int:
+    from classify.calibration import DEFAULT_TARGET_FPR, calibrate_zero_shot
+    from classify.zero_shot import ZeroShotDetector
+    from homesound.workspace import Workspace
+    from homesound.workspace.classify import register_model
+    from homesound.workspace.runs import finish_run, start_run
+    from homesound.workspace.training_data import iter_labeled_sequences
+
+    target_fpr = DEFAULT_TARGET_FPR if args.target_fpr is None else args.target_fpr
+    if not 0.0 <= target_fpr < 1.0:
+        raise HomesoundError(f"--target-fpr {target_fpr}: give a rate in [0, 1), e.g. 0.02")
+    splits = _split_list(args.train_splits)
+    with Workspace(args.workspace, create=False) as workspace:
+        sequences = [s for s in iter_labeled_sequences(workspace) if s.split in splits and s.class_scores is not None
+                     and (args.embedder is None or s.embedder_id == args.embedder)]
+        run_id = start_run(workspace, "train", {"zero_shot": True, "target_fpr": target_fpr,
+                                                "train_splits": list(splits), "out": args.out})
+        try:
+            detector = calibrate_zero_shot(ZeroShotDetector.builtin(), sequences, target_fpr)
+            detector.metrics["run_id"] = run_id
+            digest = detector.save(args.out)
+            model_id = register_model(
+                workspace, path=str(Path(args.out).resolve()), sha256=digest, config=detector.to_dict()["config"],
+                classes=detector.classes, thresholds=detector.thresholds, embedder_ids=detector.calibrated_on,
+                metrics=detector.metrics, run_id=run_id)
+        except BaseException as error:
+            finish_run(workspace, run_id, "failed", {"error": str(error)})
+            raise
+        finish_run(workspace, run_id, "done", {"model_id": model_id, "sha256": digest,
+                                              "thresholds": detector.thresholds})
+    calibration = detector.metrics["calibration"]
+    print(f"zero-shot detector calibrated on {calibration['windows']} labeled windows from {calibration['groups']} "
+          f"source recordings (splits {', '.join(calibration['splits'])}):")
+    for label in detector.classes:
+        detail = detector.threshold_details[label]
+        if detail["rule"] == "target_fpr":
+            print(f"  {label:<12} threshold {detail['threshold']:.3f}: false positives {detail['validation_fpr']:.1%} "
+                  f"of {detail['negatives']} negative windows, recall {_fmt(detail['validation_recall'])} "
+                  f"of {detail['positives']} positive windows")
+        else:
+            print(f"  {label:<12} threshold {detail['threshold']:.3f} (kept: {detail.get('note', 'no labels')})")
+    print(f"model: {args.out}")
+    return 0
+
+
 def _print_training_summary(detector, out: Path, curves: Path) -> None:
     summary = detector.data_summary
     print(f"{summary['sequences']} labeled sequences from {summary['groups']} source recordings ({summary['frames']} s): "
@@ -197,24 +277,25 @@ def _print_training_summary(detector, out: Path, curves: Path) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from classify.detector import Detector
+    from classify.detector import load_detector
     from classify.evaluation import evaluate_detector, summary_table, write_report
+    from classify.frame_inputs import expected_inputs, readable_sequence
     from homesound.workspace import Workspace
     from homesound.workspace.runs import finish_run, start_run
     from homesound.workspace.training_data import iter_labeled_sequences
 
-    detector = Detector.load(args.model)
+    detector = load_detector(args.model)
     settings = _event_settings(args)
     trained_on = set(detector.train_config.train_splits) if detector.train_config else {"train"}
-    with Workspace(args.workspace) as workspace:
+    with Workspace(args.workspace, create=False) as workspace:
         candidates = [s for s in iter_labeled_sequences(workspace, args.split)
                       if args.split is not None or s.split not in trained_on]
-        sequences = [s for s in candidates if s.embedder_id in detector.embedder_ids]
+        sequences = [s for s in candidates if readable_sequence(detector, s)]
         skipped = len(candidates) - len(sequences)
         if not sequences:
             where = f"split {args.split!r}" if args.split else f"splits other than {sorted(trained_on)}"
             raise HomesoundError(
-                f"no labeled sequences in {where} with embeddings from {', '.join(detector.embedder_ids)}"
+                f"no labeled sequences in {where} with {expected_inputs(detector)}"
                 + (f" ({skipped} from other embedders)" if skipped else "")
             )
         config = {"model": str(args.model), "split": args.split or "held-out", "events": dataclasses.asdict(settings),
@@ -238,24 +319,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_detect(args: argparse.Namespace) -> int:
     from classify.detection import (
+        PROBABILITY_FORMATS,
         check_output_path,
         events_per_class,
         events_table,
+        probabilities_table,
         write_events,
+        write_table,
     )
-    from classify.detector import Detector
+    from classify.detector import load_detector
 
     if bool(args.files) == bool(args.workspace):
         raise HomesoundError("give audio files or --workspace home.db (one of them)")
     check_output_path(args.out)
-    detector = Detector.load(args.model)
+    if args.probabilities:
+        check_output_path(args.probabilities, PROBABILITY_FORMATS, "--probabilities")
+    detector = load_detector(args.model)
     settings = _event_settings(args)
     if args.workspace:
         detections, failures = _detect_workspace(args, detector, settings), 0
     else:
         detections, failures = _detect_files(args, detector, settings)
     write_events(events_table(detections), args.out)
-    hours = sum(len(d.probabilities) for d in detections) * 0.96 / 3600
+    if args.probabilities:
+        write_table(probabilities_table(detections, detector.classes), args.probabilities)
+    hours = detector.frames.seconds(sum(len(d.probabilities) for d in detections)) / 3600
     counts = ", ".join(f"{label}: {n}" for label, n in events_per_class(detections, detector.classes).items())
     print(f"{len(detections)} recordings ({hours:.2f} h): {counts} events -> {args.out}")
     if failures:
@@ -267,11 +355,12 @@ def _detect_files(args, detector, settings):
     from tqdm.auto import tqdm
 
     from classify.detection import RecordingDetection, detect_events
+    from classify.frame_inputs import check_source, pick_input
     from embed.cli import embedder_from_args
     from embed.pipeline import embed_file
 
-    embedder = embedder_from_args(args)
-    detector.check_embedder(embedder.embedder_id)  # before any audio is decoded
+    embedder = embedder_from_args(args, default_model=detector.frames.model)
+    check_source(detector, embedder.embedder_id, embedder.class_names)  # before any audio is decoded
     detections, failures = [], 0
     for name in tqdm(args.files, desc="detect", unit="file", disable=len(args.files) < 2):
         try:
@@ -280,9 +369,10 @@ def _detect_files(args, detector, settings):
             failures += 1
             print(f"homesound detect: skipped {error}", file=sys.stderr)
             continue
-        embedding = embeddings.embedding if detector.input_encoding == "audioset_uint8" else embeddings.raw_embedding
+        embedding = pick_input(detector, embedding=embeddings.embedding, raw_embedding=embeddings.raw_embedding,
+                               class_scores=embeddings.class_scores, what=str(name))
         ((probabilities, events),) = detect_events(detector, [embedding], embeddings.embedder_id, settings)
-        detections.append(RecordingDetection(str(name), None, probabilities, events))
+        detections.append(RecordingDetection(str(name), None, probabilities, events, detector.frames.hop_seconds))
         _timeline(args, detector, detections[-1], settings)
     return detections, failures
 
@@ -293,36 +383,48 @@ def _detect_workspace(args, detector, settings):
     from tqdm.auto import tqdm
 
     from classify.detection import RecordingDetection, detect_events
+    from classify.detector import model_sha256
+    from classify.frame_inputs import (
+        expected_inputs,
+        pick_input,
+        reads_class_scores,
+        reads_raw_embeddings,
+        workspace_embedders,
+    )
     from homesound.workspace import Workspace
     from homesound.workspace.classify import register_model, replace_detections
     from homesound.workspace.recordings import iter_embedded_recordings
     from homesound.workspace.runs import finish_run, start_run
 
-    raw = detector.input_encoding == "raw_float32"
+    raw, scores = reads_raw_embeddings(detector), reads_class_scores(detector)
     detections = []
     # Embeddings are read lazily through a second connection, so committing detections never
     # touches the open SELECT; with WAL the reader keeps its snapshot.
-    with Workspace(args.workspace) as workspace, Workspace(args.workspace) as reader:
+    with Workspace(args.workspace, create=False) as workspace, Workspace(args.workspace, create=False) as reader:
         model_id = register_model(
-            workspace, path=str(Path(args.model).resolve()), sha256=_sha256(args.model),
+            workspace, path=str(Path(args.model).resolve()) if Path(args.model).exists() else args.model,
+            sha256=model_sha256(args.model, detector),
             config={"model": vars(detector.config)}, classes=detector.classes, thresholds=detector.thresholds,
             embedder_ids=detector.embedder_ids, metrics=detector.metrics,
         )
         run_id = start_run(workspace, "detect", {"model_id": model_id, "events": dataclasses.asdict(settings)})
         done: dict[str, RecordingDetection] = {}  # by content: the same audio under two paths is done once
         try:
-            for embedder_id in detector.embedder_ids:
-                rows = iter(tqdm(iter_embedded_recordings(reader, embedder_id, with_raw=raw), desc="detect",
-                                 unit="recording"))  # one iterator: islice on the bar itself restarts it
+            for embedder_id in workspace_embedders(reader, detector):
+                rows = iter(tqdm(iter_embedded_recordings(reader, embedder_id, with_raw=raw, with_class_scores=scores),
+                                 desc="detect", unit="recording"))  # one iterator: islice on the bar itself restarts it
                 while batch := list(islice(rows, WORKSPACE_BATCH)):
                     fresh = {stored.content_sha256: (recording, stored) for recording, stored in batch
                              if stored.content_sha256 not in done}
-                    embeddings = [_stored_input(recording, stored, raw) for recording, stored in fresh.values()]
+                    embeddings = [pick_input(detector, embedding=stored.embedding, raw_embedding=stored.raw_embedding,
+                                             class_scores=stored.class_scores, what=recording.path)
+                                  for recording, stored in fresh.values()]
                     hops = [stored.hop_seconds for _, stored in fresh.values()]
                     results = detect_events(detector, embeddings, embedder_id, settings, hops)
                     for (content, (recording, stored)), (probabilities, events) in zip(fresh.items(), results):
                         replace_detections(workspace, model_id, content, events, len(probabilities), run_id)
-                        done[content] = RecordingDetection(recording.path, content, probabilities, events)
+                        done[content] = RecordingDetection(recording.path, content, probabilities, events,
+                                                           stored.hop_seconds)
                         _timeline(args, detector, done[content], settings)
                     for recording, stored in batch:
                         detections.append(RecordingDetection(recording.path, *_tail(done[stored.content_sha256])))
@@ -332,22 +434,13 @@ def _detect_workspace(args, detector, settings):
         finish_run(workspace, run_id, "done", {"recordings": len(done),
                                               "events": sum(len(d.events) for d in done.values())})
     if not detections:
-        raise HomesoundError(f"workspace {args.workspace} has no recordings embedded by "
-                             f"{', '.join(detector.embedder_ids)}; run homesound embed with the same VGGish first")
+        raise HomesoundError(f"workspace {args.workspace} has no recordings with {expected_inputs(detector)}; "
+                             f"run homesound embed with the same embedder first (--embedder {detector.frames.model})")
     return detections
 
 
-def _stored_input(recording, stored, raw: bool):
-    if not raw:
-        return stored.embedding
-    if stored.raw_embedding is None:
-        raise HomesoundError(f"{recording.path}: no raw float32 embedding stored; this detector needs raw "
-                             "embeddings (re-embed keeping them)")
-    return stored.raw_embedding
-
-
 def _tail(detection):
-    return detection.content_sha256, detection.probabilities, detection.events
+    return detection.content_sha256, detection.probabilities, detection.events, detection.hop_seconds
 
 
 def _timeline(args, detector, detection, settings) -> None:
@@ -362,13 +455,7 @@ def _timeline(args, detector, detection, settings) -> None:
     taken.add(name)
     thresholds = {label: rule.on_threshold for label, rule in settings.rules(detector.thresholds).items()}
     timeline(detection.probabilities, detector.classes, detection.events, thresholds,
-             str(detection.recording), Path(args.timeline) / f"{name}.png")
-
-
-def _sha256(path) -> str:
-    from classify.detector import file_sha256
-
-    return file_sha256(path)
+             str(detection.recording), Path(args.timeline) / f"{name}.png", detection.hop_seconds)
 
 
 def _fmt(value) -> str:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
-FRAME_SAMPLES = 15360  # one 0.96 s embedding frame at 16 kHz
+from homesound.frames import SAMPLE_RATE, VGGISH_FRAMES
+
+FRAME_SAMPLES = VGGISH_FRAMES.hop_samples  # one 0.96 s frame of the grid VGGish and YAMNet share
 HOP_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
 
 

@@ -98,6 +98,8 @@ def cut_into_windows(sequences: Iterable[LabeledSequence], window_frames: int) -
                 embedding=sequence.embedding[begin:begin + window_frames],
                 frame_labels=labels,
                 start_seconds=sequence.start_seconds + begin * sequence.hop_seconds,
+                class_scores=None if sequence.class_scores is None
+                else sequence.class_scores[begin:begin + window_frames],
             ))
     return windows
 

@@ -10,13 +10,14 @@ import numpy as np
 
 from classify.config import EventSettings
 from classify.detector import Detector
-from classify.events import HOP_SECONDS, Event, extract_events
+from classify.events import Event, extract_events
 from homesound.errors import HomesoundError
 
 EVENT_COLUMNS = (
     "recording", "content_sha256", "label", "start", "end", "duration", "peak_probability", "mean_probability",
 )
 EVENT_FORMATS = (".csv", ".json", ".parquet")
+PROBABILITY_FORMATS = (".csv", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class RecordingDetection:
     content_sha256: str | None
     probabilities: np.ndarray  # [T, C]
     events: list[Event]
+    hop_seconds: float  # frame hop of the embeddings the probabilities came from
 
 
 def detect_events(
@@ -36,20 +38,21 @@ def detect_events(
 ) -> list[tuple[np.ndarray, list[Event]]]:
     """(probabilities [T, C], events) of each recording; recordings are batched through the model."""
     rules = settings.rules(detector.thresholds)
-    hops = hop_seconds or [HOP_SECONDS] * len(embeddings)
+    hops = hop_seconds or [detector.frames.hop_seconds] * len(embeddings)
     return [
         (probabilities, extract_events(probabilities, detector.classes, rules, hop))
         for probabilities, hop in zip(detector.probabilities_many(embeddings, embedder_id), hops)
     ]
 
 
-def check_output_path(path: str | Path) -> Path:
-    """Fail before any work when the events file could not be written."""
+def check_output_path(path: str | Path, formats: Sequence[str] = EVENT_FORMATS, option: str = "--out") -> Path:
+    """Fail before any work when the output file could not be written."""
     path = Path(path)
-    if path.suffix.lower() not in EVENT_FORMATS:
-        raise HomesoundError(f"--out {path}: use a .csv, .json or .parquet file name")
+    if path.suffix.lower() not in formats:
+        names = ", ".join(formats[:-1]) + f" or {formats[-1]}" if len(formats) > 1 else formats[0]
+        raise HomesoundError(f"{option} {path}: use a {names} file name")
     if path.is_dir():
-        raise HomesoundError(f"--out {path} is a directory; give a file name such as events.csv")
+        raise HomesoundError(f"{option} {path} is a directory; give a file name such as {path.name}{formats[0]}")
     return path
 
 
@@ -63,11 +66,32 @@ def events_table(detections: Iterable[RecordingDetection]):
     return pd.DataFrame(rows, columns=list(EVENT_COLUMNS))
 
 
+def probabilities_table(detections: Iterable[RecordingDetection], classes: Sequence[str]):
+    """One row per frame of every recording: path, content_sha256, start_seconds, one column per class."""
+    import pandas as pd
+
+    parts = []
+    for d in detections:
+        frames = len(d.probabilities)
+        part = {"path": np.full(frames, d.recording, dtype=object),
+                "content_sha256": np.full(frames, d.content_sha256, dtype=object),
+                "start_seconds": np.arange(frames) * d.hop_seconds}
+        part.update({name: d.probabilities[:, column].astype(np.float32) for column, name in enumerate(classes)})
+        parts.append(pd.DataFrame(part))
+    columns = ["path", "content_sha256", "start_seconds", *classes]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
 def write_events(table, path: str | Path) -> Path:
     """Atomically write the events table in the format the extension names."""
+    return write_table(table, check_output_path(path))
+
+
+def write_table(table, path: str | Path) -> Path:
+    """Atomically write a table as .csv, .json or .parquet (by the extension)."""
     import os
 
-    path = check_output_path(path)
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     suffix = path.suffix.lower()

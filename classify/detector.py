@@ -23,7 +23,8 @@ import torch
 from classify.config import ModelConfig, TrainConfig
 from classify.model import RecurrentState, SequenceDetector, dequantize, torch_threads
 from homesound import __version__
-from homesound.errors import HomesoundError, ProvenanceMismatchError
+from homesound.errors import HomesoundError
+from homesound.frames import VGGISH_FRAMES, FrameSpec, check_embedder_id
 
 MODEL_FORMAT = "homesound-detector"
 MODEL_FORMAT_VERSION = 1
@@ -38,6 +39,7 @@ class Detector:
     input_encoding: str
     embedder_ids: tuple[str, ...]
     embedder_provenance: dict[str, Any] = field(default_factory=dict)
+    frames: FrameSpec = VGGISH_FRAMES  # the training embeddings' frame facts (files without them: VGGish)
     train_config: TrainConfig | None = None
     threshold_details: dict[str, Any] = field(default_factory=dict)
     data_summary: dict[str, Any] = field(default_factory=dict)
@@ -58,12 +60,7 @@ class Detector:
 
     def check_embedder(self, embedder_id: str) -> None:
         """Embeddings of another embedder mean nothing to this model: refuse them clearly."""
-        if embedder_id not in self.embedder_ids:
-            expected = ", ".join(self.embedder_ids)
-            raise ProvenanceMismatchError(
-                f"the detector was trained on embeddings from {expected} but these come from {embedder_id}; "
-                "embed with the same VGGish source and PCA parameters as the training data, or retrain"
-            )
+        check_embedder_id(self.embedder_ids, self.frames, embedder_id)
 
     def model_input(self, embedding: np.ndarray, embedder_id: str) -> np.ndarray:
         self.check_embedder(embedder_id)
@@ -98,6 +95,7 @@ class Detector:
             "input_encoding": self.input_encoding,
             "embedder_ids": list(self.embedder_ids),
             "embedder_provenance": _plain(self.embedder_provenance),
+            "frames": self.frames.to_dict(),
             "train_config": _plain(self.train_config) if self.train_config else None,
             "data_summary": _plain(self.data_summary),
             "metrics": _plain(self.metrics),
@@ -116,7 +114,7 @@ class Detector:
     @classmethod
     def from_dict(cls, stored: dict) -> Detector:
         if stored.get("format") != MODEL_FORMAT:
-            raise HomesoundError("not a homesound detector file")
+            raise HomesoundError("not a homesound model file; give a detector written by homesound train")
         if stored.get("format_version", 0) > MODEL_FORMAT_VERSION:
             raise HomesoundError(
                 f"this detector file has format v{stored['format_version']}; upgrade homesound (this is {__version__})"
@@ -130,6 +128,7 @@ class Detector:
             input_encoding=stored["input_encoding"],
             embedder_ids=tuple(stored["embedder_ids"]),
             embedder_provenance=stored.get("embedder_provenance") or {},
+            frames=FrameSpec.from_dict(stored["frames"]) if stored.get("frames") else VGGISH_FRAMES,
             train_config=_config(TrainConfig, stored["train_config"]) if stored.get("train_config") else None,
             threshold_details=stored.get("threshold_details") or {},
             data_summary=stored.get("data_summary") or {},
@@ -142,13 +141,15 @@ class Detector:
         """Load a model file; with embedder_id, refuse it unless it was trained on that embedder."""
         path = Path(path)
         if not path.is_file():
-            raise HomesoundError(f"detector file {path} does not exist; train one with `homesound train`")
+            raise HomesoundError(f"detector file {path} does not exist; train one with `homesound train`, or use "
+                                 "--model zero-shot (YAMNet's own class scores, no training)")
         try:
             stored = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises several types for foreign or damaged files
-            raise HomesoundError(f"{path} is not a readable homesound detector ({error}); retrain it") from error
+        except Exception:  # torch raises several types, with pages of advice, for foreign or damaged files
+            raise HomesoundError(f"{path} is not a homesound model file (not one `homesound train` wrote, or "
+                                 "damaged); give a detector written by homesound train") from None
         if not isinstance(stored, dict):
-            raise HomesoundError(f"{path} is not a homesound detector file")
+            raise HomesoundError(f"{path} is not a homesound model file; give a detector written by homesound train")
         try:
             detector = cls.from_dict(stored)
         except HomesoundError as error:
@@ -231,3 +232,23 @@ def _json_default(value: Any) -> Any:
 def _config(kind, values: dict):
     names = {f.name for f in dataclasses.fields(kind)}
     return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
+
+
+def load_detector(model: str | os.PathLike, embedder_id: str | None = None):
+    """A trained detector file, a zero-shot detector file (JSON), or the name `zero-shot` (no file)."""
+    from classify.zero_shot import BUILTIN_NAME, ZeroShotDetector, is_zero_shot_file
+
+    if str(model) == BUILTIN_NAME and not Path(model).exists():
+        return ZeroShotDetector.builtin()
+    if is_zero_shot_file(model):
+        return ZeroShotDetector.load(model)
+    return Detector.load(model, embedder_id)
+
+
+def model_sha256(model: str | os.PathLike, detector) -> str:
+    """The identity of what `--model` named: its file's sha256, or the built-in zero-shot detector's digest."""
+    from classify.zero_shot import BUILTIN_NAME
+
+    if str(model) == BUILTIN_NAME and not Path(model).exists():
+        return detector.digest()
+    return file_sha256(model)

@@ -24,6 +24,7 @@ from classify.config import EventSettings
 from classify.data import EncodedSequences, encode
 from classify.detector import INFERENCE_THREADS, Detector
 from classify.events import EventRule, extract_events
+from classify.frame_inputs import reads_class_scores
 from classify.model import torch_threads
 from classify.training import (
     Predictions,
@@ -76,13 +77,16 @@ def evaluate_detector(
     for embedder_id in sorted({s.embedder_id for s in sequences}):
         detector.check_embedder(embedder_id)
     data = encode(sequences, detector.classes)
-    if data.input_encoding != detector.input_encoding:
-        raise HomesoundError(
-            f"the detector expects {detector.input_encoding} embeddings but these are {data.input_encoding}"
-        )
     indices = np.arange(len(data))
-    with torch_threads(INFERENCE_THREADS):
-        predictions, _ = predict(detector.model, data, indices, EVALUATION_BATCH)
+    if reads_class_scores(detector):
+        predictions = class_score_predictions(detector, sequences)
+    else:
+        if data.input_encoding != detector.input_encoding:
+            raise HomesoundError(
+                f"the detector expects {detector.input_encoding} embeddings but these are {data.input_encoding}"
+            )
+        with torch_threads(INFERENCE_THREADS):
+            predictions, _ = predict(detector.model, data, indices, EVALUATION_BATCH)
     scores = class_metrics(data, indices, predictions, detector.thresholds)
     rules = settings.rules(detector.thresholds)
     report_classes: dict[str, Any] = {}
@@ -115,6 +119,19 @@ def evaluate_detector(
         },
     }
     return Evaluation(report=report, curves=curves)
+
+
+def class_score_predictions(detector, sequences: Sequence[LabeledSequence]) -> Predictions:
+    """A zero-shot detector's frame probabilities, and per clip their maximum (a clip holds the class
+    if any of its frames does)."""
+    frames = []
+    for sequence in sequences:
+        if sequence.class_scores is None:
+            raise HomesoundError(f"{sequence.key} has no class scores ({sequence.embedder_id}); the zero-shot "
+                                 "detector needs recordings embedded by YAMNet")
+        frames.append(detector.probabilities(sequence.class_scores, sequence.embedder_id))
+    clips = np.stack([f.max(axis=0) if len(f) else np.zeros(len(detector.classes), np.float32) for f in frames])
+    return Predictions(frames=frames, clips=clips)
 
 
 def labeled_stretches(data: EncodedSequences, predictions: Predictions, column: int) -> list[Stretch]:

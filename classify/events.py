@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-HOP_SECONDS = 0.96
 _TIME_TOLERANCE = 1e-9
 
 
@@ -71,7 +70,7 @@ class EventUpdate:
 class EventTracker:
     """Hysteresis for one class of one stream, fed one per-second probability at a time."""
 
-    def __init__(self, label: str, rule: EventRule, hop_seconds: float = HOP_SECONDS, start_seconds: float = 0.0):
+    def __init__(self, label: str, rule: EventRule, hop_seconds: float, start_seconds: float = 0.0):
         self.label = label
         self.rule = rule
         self.hop_seconds = hop_seconds
@@ -162,7 +161,7 @@ def extract_events(
     probabilities: np.ndarray,
     classes: Sequence[str],
     rules: EventRule | Mapping[str, EventRule],
-    hop_seconds: float = HOP_SECONDS,
+    hop_seconds: float,
     start_seconds: float = 0.0,
 ) -> list[Event]:
     """All events of a recording, probabilities [T, C] -> events sorted by start time, then label."""

@@ -76,3 +76,33 @@ def _choice(threshold: float, rule: str, precision: float, recall: float, f1: fl
 def nan_mean(values) -> float:
     finite = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(finite)) if finite else math.nan
+
+
+def threshold_at_fpr(negative_scores: np.ndarray, target_fpr: float) -> float:
+    """The lowest threshold at which at most `target_fpr` of the negatives score >= it.
+
+    Lowest, so recall is as high as that false-positive rate allows; just above the highest
+    negative that must be rejected (ties are rejected together), by one float32 step, so the
+    comparison holds for float32 probabilities as well as for float64 ones.
+    """
+    if not 0.0 <= target_fpr < 1.0:
+        raise ValueError(f"target false-positive rate must be in [0, 1), got {target_fpr}")
+    scores = np.sort(np.asarray(negative_scores, dtype=np.float64))[::-1]
+    allowed = math.floor(target_fpr * len(scores) + 1e-9)
+    if allowed >= len(scores):
+        return 0.0
+    return float(np.nextafter(np.float32(scores[allowed]), np.float32(np.inf)))
+
+
+def calibrate_at_fpr(scores: np.ndarray, targets: np.ndarray, target_fpr: float) -> dict:
+    """Threshold at a target false-positive rate on labeled windows, with the recall it gives there."""
+    scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets)
+    negatives, positives = scores[targets < 0.5], scores[targets > 0.5]
+    if not len(negatives):
+        return {"threshold": 0.5, "rule": "default", "note": "no negative windows to calibrate on",
+                "positives": int(len(positives)), "negatives": 0}
+    threshold = threshold_at_fpr(negatives, target_fpr)
+    return {"threshold": threshold, "rule": "target_fpr", "target_fpr": float(target_fpr),
+            "validation_fpr": float((negatives >= threshold).mean()),
+            "validation_recall": float((positives >= threshold).mean()) if len(positives) else math.nan,
+            "positives": int(len(positives)), "negatives": int(len(negatives))}

@@ -20,7 +20,8 @@ from homesound.errors import HomesoundError
 # How stored embeddings become model input, decided by their provenance (dtype of the array).
 AUDIOSET_UINT8 = "audioset_uint8"  # post-processed like AudioSet's release: (x / 255) * 4 - 2
 RAW_FLOAT32 = "raw_float32"  # the embedder's float output before quantization, used as is
-INPUT_ENCODINGS = (AUDIOSET_UINT8, RAW_FLOAT32)
+FLOAT16 = "float16"  # stored as half precision (YAMNet in the workspace), read as float32
+INPUT_ENCODINGS = (AUDIOSET_UINT8, RAW_FLOAT32, FLOAT16)
 
 # GRU carries one tensor of state, LSTM a pair (h, c).
 RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -35,7 +36,9 @@ def input_encoding_of(embedding: np.ndarray) -> str:
         return AUDIOSET_UINT8
     if embedding.dtype == np.float32:
         return RAW_FLOAT32
-    raise ValueError(f"embeddings must be uint8 (AudioSet post-processed) or float32 (raw), got {embedding.dtype}")
+    if embedding.dtype == np.float16:
+        return FLOAT16
+    raise ValueError(f"embeddings must be uint8 (AudioSet post-processed), float16 or float32, got {embedding.dtype}")
 
 
 def dequantize(embedding: np.ndarray, encoding: str) -> np.ndarray:

@@ -68,7 +68,7 @@ def timeline(
     thresholds: dict[str, float],
     title: str,
     path: str | Path,
-    hop_seconds: float = 0.96,
+    hop_seconds: float,
 ) -> Path:
     plt = _pyplot()
     edges = np.arange(len(probabilities) + 1) * hop_seconds

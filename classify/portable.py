@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from homesound.errors import HomesoundError, ProvenanceMismatchError
+from homesound.errors import HomesoundError
+from homesound.frames import VGGISH_FRAMES, FrameSpec, check_embedder_id
 
 PORTABLE_FORMAT = "homesound-portable-detector"
 PORTABLE_FORMAT_VERSION = 1
+INPUT_DTYPES = {"audioset_uint8": np.uint8, "raw_float32": np.float32, "float16": np.float16}
 
 
 def export_portable(detector, path: str | os.PathLike, source_sha256: str | None = None) -> Path:
@@ -46,6 +48,7 @@ def export_portable(detector, path: str | os.PathLike, source_sha256: str | None
         "thresholds": {name: float(value) for name, value in detector.thresholds.items()},
         "input_encoding": detector.input_encoding, "embedder_ids": list(detector.embedder_ids),
         "embedder_provenance": detector.embedder_provenance, "source_model_sha256": source_sha256,
+        "frames": detector.frames.to_dict(),
     }
     path = Path(path)
     partial = path.with_name(path.name + ".partial.npz")
@@ -77,6 +80,7 @@ class PortableDetector:
         self.input_encoding = metadata["input_encoding"]
         self.embedder_ids = tuple(metadata["embedder_ids"])
         self.embedder_provenance = metadata.get("embedder_provenance") or {}
+        self.frames = FrameSpec.from_dict(metadata["frames"]) if metadata.get("frames") else VGGISH_FRAMES
         self.projection = (arrays["projection_weight"].T.copy(), arrays["projection_bias"])
         self.classifier = (arrays["classifier_weight"].T.copy(), arrays["classifier_bias"])
         self.input_lookup = arrays["input_lookup"]
@@ -99,20 +103,16 @@ class PortableDetector:
         return cls(metadata, arrays)
 
     def check_embedder(self, embedder_id: str) -> None:
-        if embedder_id not in self.embedder_ids:
-            raise ProvenanceMismatchError(
-                f"the detector was trained on embeddings from {', '.join(self.embedder_ids)} but these come from "
-                f"{embedder_id}; export the hub with the VGGish the detector was trained with"
-            )
+        check_embedder_id(self.embedder_ids, self.frames, embedder_id)
 
     def model_input(self, embedding: np.ndarray, embedder_id: str) -> np.ndarray:
         self.check_embedder(embedder_id)
         if embedding.ndim != 2 or embedding.shape[1] != self.input_size:
             raise HomesoundError(f"embeddings must be [T, {self.input_size}], got {embedding.shape}")
-        expected = np.uint8 if self.input_encoding == "audioset_uint8" else np.float32
+        expected = INPUT_DTYPES[self.input_encoding]
         if embedding.dtype != expected:
             raise HomesoundError(f"this detector expects {self.input_encoding} embeddings, got {embedding.dtype}")
-        return self.input_lookup[embedding] if expected == np.uint8 else embedding
+        return self.input_lookup[embedding] if expected == np.uint8 else embedding.astype(np.float32)
 
     def initial_state(self) -> list:
         zeros = np.zeros(self.hidden_size, np.float32)

@@ -23,12 +23,14 @@ from classify.data import (
     classes_of,
     cut_into_windows,
     encode,
+    sequence_level_targets,
     split_by_group,
     summarize,
 )
 from classify.detector import Detector
 from classify.metrics import (
     average_precision,
+    calibrate_at_fpr,
     calibrate_threshold,
     nan_mean,
     precision_recall_f1,
@@ -36,6 +38,7 @@ from classify.metrics import (
 )
 from classify.model import SequenceDetector, torch_threads
 from homesound.errors import HomesoundError
+from homesound.frames import VGGISH_FRAMES, FrameSpec
 from homesound.sequences import LabeledSequence
 
 _PROBABILITY_FLOOR = 1e-6
@@ -186,11 +189,22 @@ def mean_average_precision(metrics: dict[str, dict[str, Any]]) -> float:
 
 
 def calibrate(
-    data: EncodedSequences, indices: np.ndarray, predictions: Predictions, target_precision: float | None
+    data: EncodedSequences, indices: np.ndarray, predictions: Predictions, target_precision: float | None,
+    target_fpr: float | None = None,
 ) -> dict[str, dict]:
     """Per-class thresholds on validation, on per-second labels where there are any (that is what
-    detection thresholds), else on pooled clip outputs."""
+    detection thresholds), else on pooled clip outputs. With target_fpr: on validation windows
+    instead, the lowest threshold at which at most that share of negative windows has a frame
+    reaching it (a window that fires is a false alarm)."""
     details = {}
+    if target_fpr is not None:
+        targets = sequence_level_targets(data)[indices]
+        window_max = np.stack([f.max(axis=0) if len(f) else np.zeros(len(data.classes)) for f in predictions.frames])
+        for column, name in enumerate(data.classes):
+            known = ~np.isnan(targets[:, column])
+            details[name] = {**calibrate_at_fpr(window_max[known, column], targets[known, column], target_fpr),
+                             "level": "window"}
+        return details
     for column, name in enumerate(data.classes):
         for level in ("frame", "clip"):
             scores, targets = scored_pairs(data, indices, predictions, column, level)
@@ -209,9 +223,13 @@ def train_detector(
     classes: Sequence[str] | None = None,
     allow_mixed_embedders: bool = False,
     embedder_provenance: dict[str, Any] | None = None,
+    frames: FrameSpec = VGGISH_FRAMES,
     progress: bool = True,
 ) -> Detector:
-    """Train on the sequences of `train_config.train_splits`; validation groups are held out of those."""
+    """Train on the sequences of `train_config.train_splits`; validation groups are held out of those.
+
+    `frames` are the embedder's frame facts: the model's input size, and what its file records.
+    """
     train_config = train_config or TrainConfig()
     usable = [s for s in sequences if s.split in train_config.train_splits]
     if not usable:
@@ -221,14 +239,19 @@ def train_detector(
         )
     embedder_ids = check_single_embedder(usable, allow_mixed_embedders)
     classes = tuple(classes) if classes else classes_of(usable)
-    model_config = dataclasses.replace(model_config or ModelConfig(), classes=classes)
+    model_config = dataclasses.replace(model_config or ModelConfig(), classes=classes, input_size=frames.dimension)
+    wrong = [s.key for s in usable if s.embedding.shape[1] != frames.dimension]
+    if wrong:
+        raise HomesoundError(f"{len(wrong)} sequences (e.g. {wrong[0]}) are not {frames.dimension}-d "
+                             f"{frames.model} embeddings; train on one embedder's embeddings")
     data = encode(cut_into_windows(usable, train_config.window_frames), classes)
     train_indices, validation_indices = split_by_group(data, train_config.validation_fraction, train_config.seed)
 
     with torch_threads(train_config.num_threads):
         model, history, best_epoch = _fit(data, train_indices, validation_indices, model_config, train_config, progress)
         validation, _ = predict(model, data, validation_indices, train_config.batch_size)
-    threshold_details = calibrate(data, validation_indices, validation, train_config.target_precision)
+    threshold_details = calibrate(data, validation_indices, validation, train_config.target_precision,
+                                  train_config.target_fpr)
     thresholds = {name: detail["threshold"] for name, detail in threshold_details.items()}
     validation_metrics = class_metrics(data, validation_indices, validation, thresholds)
     return Detector(
@@ -237,6 +260,7 @@ def train_detector(
         input_encoding=data.input_encoding,
         embedder_ids=embedder_ids,
         embedder_provenance=dict(embedder_provenance or {}),
+        frames=frames,
         train_config=train_config,
         threshold_details=threshold_details,
         data_summary={

@@ -26,19 +26,24 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from embed.archive_worker import WorkerSettings, worker_main
 from embed.discover import Discovery, FoundFile, discover
-from embed.params import VGGISH
-from embed.vggish import (Embedder, EmbedderConfig, build_embedder, embedder_identity, locate_embedder,
-                          runs_on_examples)
+from embed.embedder import (
+    ChunkFrames, Embedder, EmbedderConfig, build_embedder, embedder_identity, frames_of, locate_embedder,
+)
+from embed.pipeline import join_frames
+from embed.vggish import takes_examples
 from homesound.errors import HomesoundError
 from homesound.workspace import Workspace, recordings, runs
 from homesound.workspace.lock import JobLock
 from homesound.workspace.recordings import AudioFacts, FileIdentity, StoredEmbedding
+
+if TYPE_CHECKING:
+    from embed.ray_cluster import ClusterConfig
 
 COMMAND = "embed"
 HASH_AHEAD = 64  # hashed files waiting for a decoder
@@ -63,6 +68,7 @@ class ArchiveJobConfig:
     files_in_flight: int = 48  # files handed to workers at once; enough short clips to fill batches
     keep_raw: bool = False  # also store float32 raw embeddings (4x the space)
     retry_failed: bool = False  # try again files that failed before although unchanged
+    cluster: ClusterConfig | None = None  # run decoding and the network on a Ray cluster (embed/ray_cluster.py)
 
 
 @dataclass
@@ -139,7 +145,7 @@ def run_archive_job(workspace_path: str, config: ArchiveJobConfig, *, progress: 
     with JobLock(workspace_path, COMMAND), Workspace(workspace_path) as workspace:
         runs.mark_interrupted(workspace, COMMAND)
         located = locate_embedder(config.embedder)
-        embedder_id, provenance = embedder_identity(located, config.embedder)
+        embedder_id, provenance = embedder_identity(located)
         found = discover(config.inputs, config.extensions)
         plan = plan_work(found.files, recordings.file_states(workspace, embedder_id), config.retry_failed)
         run_config = {**asdict(config), "embedder_id": embedder_id, "embedder_source_kind": located.kind}
@@ -149,8 +155,7 @@ def run_archive_job(workspace_path: str, config: ArchiveJobConfig, *, progress: 
         try:
             _record_problems(workspace, found, run_id, summary)
             if plan.todo:
-                recordings.register_embedder(workspace, embedder_id, provenance)
-                with _ArchiveEmbedding(workspace, config, plan.todo, summary, located, progress) as job:
+                with _engine(config)(workspace, config, plan.todo, summary, located, progress) as job:
                     job.run()
         except BaseException:
             summary.elapsed_seconds = time.perf_counter() - started
@@ -160,6 +165,15 @@ def run_archive_job(workspace_path: str, config: ArchiveJobConfig, *, progress: 
         runs.finish_run(workspace, run_id, "completed" if summary.exit_status == 0 else "completed_with_failures",
                         summary.as_dict())
         return summary
+
+
+def _engine(config: ArchiveJobConfig) -> type["_ArchiveEmbedding"]:
+    """Who decodes and runs the network: this machine, or a Ray cluster (imported only when asked for)."""
+    if config.cluster is None:
+        return _ArchiveEmbedding
+    from embed.ray_cluster import ClusterEmbedding
+
+    return ClusterEmbedding
 
 
 def _record_problems(workspace: Workspace, found: Discovery, run_id: int, summary: JobSummary) -> None:
@@ -215,7 +229,7 @@ class _Content:
     worker: int
     started: bool = False
     expected_seconds: float | None = None
-    raw_parts: list[np.ndarray] = field(default_factory=list)
+    frame_parts: list[ChunkFrames] = field(default_factory=list)
     examples_done: int = 0
     examples_pending: int = 0  # in the batcher, not yet through the network
     audio: dict | None = None  # set when the worker has sent everything
@@ -231,9 +245,10 @@ class _ArchiveEmbedding:
                  located, progress: bool | None):
         self.workspace, self.config, self.summary = workspace, config, summary
         self.todo = todo
-        self.send_examples = runs_on_examples(config.embedder, located)
+        self.send_examples = takes_examples(located)
         self.settings = WorkerSettings(config.embedder.batch_size, self.send_examples, config.files_per_worker)
         self.located = located
+        self.hop_seconds = frames_of(located.model).hop_seconds
         self.embedder: Embedder | None = None
         self.hashed: queue.Queue = queue.Queue(maxsize=HASH_AHEAD)
         self.stop = threading.Event()
@@ -246,7 +261,7 @@ class _ArchiveEmbedding:
         self.failed_content: dict[str, str] = {}
         self.next_id = 0
         self.batcher = ExampleBatcher()
-        self.progress = _Progress(len(todo), sum(found.size for found in todo), progress)
+        self.progress = _Progress(len(todo), sum(found.size for found in todo), progress, self.hop_seconds)
 
     def __enter__(self) -> "_ArchiveEmbedding":
         self.hasher.start()
@@ -273,7 +288,9 @@ class _ArchiveEmbedding:
         self.embedder = build_embedder(self.located, self.config.embedder)  # workers start meanwhile
         if self.embedder.embedder_id != self.summary.embedder_id:
             raise HomesoundError(
-                f"VGGish files at {self.located.location} changed while the job started; run it again")
+                f"{self.located.model} files at {self.located.location} changed while the job started; run it again")
+        recordings.register_embedder(self.workspace, self.embedder.embedder_id, self.embedder.provenance,
+                                     frames=self.embedder.frames, class_names=self.embedder.class_names)
         self.progress.model_ready()
         while True:
             self._dispatch()
@@ -375,7 +392,7 @@ class _ArchiveEmbedding:
                 self.batcher.push(file_id, value)
                 content.examples_pending += len(value)
             else:
-                self._embedded(file_id, self.embedder.raw_embeddings([value])[0])
+                self._embedded(file_id, self.embedder.embed_chunks([value])[0])
         elif kind == "done":
             content.audio = value
             self._finish_if_complete(file_id)
@@ -393,25 +410,28 @@ class _ArchiveEmbedding:
             offset = 0
             for file_id, count in owners:
                 self.contents[file_id].examples_pending -= count
-                self._embedded(file_id, raw[offset : offset + count])
+                self._embedded(file_id, ChunkFrames(raw[offset : offset + count]))
                 offset += count
 
-    def _embedded(self, file_id: int, raw: np.ndarray) -> None:
+    def _embedded(self, file_id: int, frames: ChunkFrames) -> None:
         content = self.contents[file_id]
-        content.raw_parts.append(raw)
-        content.examples_done += len(raw)
-        self.progress.embedded(file_id, content, len(raw) * VGGISH.example_seconds)
+        content.frame_parts.append(frames)
+        content.examples_done += len(frames.raw)
+        self.progress.embedded(file_id, content, len(frames.raw) * self.hop_seconds)
         self._finish_if_complete(file_id)
 
     def _finish_if_complete(self, file_id: int) -> None:
         content = self.contents[file_id]
         if content.audio is None or content.examples_pending:
             return
-        raw = (np.concatenate(content.raw_parts) if content.raw_parts
-               else np.zeros((0, VGGISH.embedding_size), np.float32))
-        embedding = StoredEmbedding(content.sha256, self.summary.embedder_id, self.embedder.postprocess(raw),
-                                    raw.astype(np.float32) if self.config.keep_raw else None,
-                                    VGGISH.example_seconds)
+        raw, scores = join_frames(content.frame_parts, self.embedder)
+        self._write_embedded(file_id, StoredEmbedding(
+            content.sha256, self.summary.embedder_id, self.embedder.postprocess(raw),
+            raw if self.config.keep_raw else None, self.hop_seconds, scores))
+
+    def _write_embedded(self, file_id: int, embedding: StoredEmbedding) -> None:
+        """Every path holding the content and its embedding, in one transaction; the content is done."""
+        content = self.contents[file_id]
         facts = AudioFacts(**content.audio)
         recordings.save_recordings(self.workspace, [_identity(found) for found in content.files],
                                    content_sha256=content.sha256, status="embedded", audio=facts,
@@ -421,7 +441,7 @@ class _ArchiveEmbedding:
         self.summary.embedded_contents += 1
         seconds = facts.duration_seconds or 0.0
         self.summary.embedded_seconds += seconds
-        self.progress.finished(content.files, file_id, seconds - content.examples_done * VGGISH.example_seconds)
+        self.progress.finished(content.files, file_id, seconds - content.examples_done * self.hop_seconds)
 
     def _give_up(self, file_id: int, reason: str) -> None:
         content = self.contents[file_id]
@@ -516,15 +536,17 @@ def _single_threaded_children() -> Iterator[None]:
 class _Progress:
     """tqdm bar over files, with hours of audio embedded, hours per minute, and an ETA from bytes done."""
 
-    def __init__(self, files: int, total_bytes: int, enabled: bool | None):
+    def __init__(self, files: int, total_bytes: int, enabled: bool | None, hop_seconds: float):
         from tqdm import tqdm
 
+        self.hop_seconds = hop_seconds
         self.total_bytes = max(1, total_bytes)
         self.finished_bytes = 0
         self.partial_bytes: dict[int, float] = {}  # files in flight: size x share of their audio embedded
         self.seconds = 0.0
         self.started = time.perf_counter()
         self.last_refresh = 0.0
+        self.detail = ""  # what the engine adds (a cluster: nodes busy)
         self.bar = tqdm(total=files, unit="file", file=sys.stderr, dynamic_ncols=True,
                         disable=(not sys.stderr.isatty()) if enabled is None else not enabled,
                         bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} files [{elapsed}{postfix}]")
@@ -536,9 +558,19 @@ class _Progress:
     def embedded(self, file_id: int, content: _Content, seconds: float) -> None:
         self.seconds += seconds
         if content.expected_seconds:
-            share = min(1.0, content.examples_done * VGGISH.example_seconds / content.expected_seconds)
+            share = min(1.0, content.examples_done * self.hop_seconds / content.expected_seconds)
             self.partial_bytes[file_id] = content.files[0].size * share
         self._refresh()
+
+    def withdrawn(self, file_id: int, seconds: float) -> None:
+        """A file in flight that will be embedded again from the start (its worker was lost)."""
+        self.partial_bytes.pop(file_id, None)
+        self.seconds -= seconds
+
+    def note(self, detail: str) -> None:
+        if detail != self.detail:
+            self.detail = detail
+            self._refresh()
 
     def finished(self, files: list[FoundFile], file_id: int | None = None, remaining_seconds: float = 0.0) -> None:
         self.partial_bytes.pop(file_id, None)
@@ -556,7 +588,9 @@ class _Progress:
         rate = self.seconds / 3600 / (elapsed / 60) if elapsed > 0 else 0.0
         done = (self.finished_bytes + sum(self.partial_bytes.values())) / self.total_bytes
         eta = time.strftime("%H:%M:%S", time.gmtime(elapsed * (1 - done) / done)) if done > 0 else "?"
-        self.bar.set_postfix_str(f"{self.seconds / 3600:.2f} h audio, {rate:.1f} h/min, ETA {eta}", refresh=False)
+        detail = f", {self.detail}" if self.detail else ""
+        self.bar.set_postfix_str(f"{self.seconds / 3600:.2f} h audio, {rate:.1f} h/min, ETA {eta}{detail}",
+                                 refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

@@ -9,46 +9,101 @@ import sys
 from pathlib import Path
 
 from embed.discover import DEFAULT_EXTENSIONS
+from embed.embedder import EMBEDDER_MODELS
 from homesound.errors import AudioDecodeError, HomesoundError
 
+EMBEDDER_HELP = ("which network embeds the audio: vggish (default; 128-d, AudioSet's features) or yamnet (1024-d, "
+                 "plus its 521 AudioSet class scores per frame); default: yamnet if --yamnet is given")
 VGGISH_HELP = ("VGGish source: TF Hub handle (default https://tfhub.dev/google/vggish/1), SavedModel directory, "
                "or Google's vggish_model.ckpt; default from $HOMESOUND_VGGISH")
+YAMNET_HELP = ("YAMNet source: TF Hub handle (default https://tfhub.dev/google/yamnet/1), SavedModel directory, or a "
+               "yamnet .tflite file with yamnet_class_map.csv beside it; default from $HOMESOUND_YAMNET")
 PCA_HELP = "vggish_pca_params.npz (default: $HOMESOUND_VGGISH_PCA, beside the checkpoint, or downloaded once)"
 
 
-def add_embedder_options(parser: argparse.ArgumentParser) -> None:
-    """The options that choose VGGish; shared by every command that embeds audio."""
-    parser.add_argument("--vggish", metavar="SOURCE", help=VGGISH_HELP)
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1 (a batch or a worker count of 0 cannot work)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_model_options(parser, default_note: str = "", with_embedder: bool = True) -> None:
+    """--embedder, --vggish, --yamnet, --pca: which network and where its files are.
+
+    `default_note` tells where the defaults come from when not the usual (e.g. a detector's training data);
+    `with_embedder=False` where the command already has an --embedder option (export: an id or a model).
+    """
+    if with_embedder:
+        parser.add_argument("--embedder", choices=EMBEDDER_MODELS, help=EMBEDDER_HELP + default_note)
+    parser.add_argument("--vggish", metavar="SOURCE", help=VGGISH_HELP + default_note)
+    parser.add_argument("--yamnet", metavar="SOURCE", help=YAMNET_HELP + default_note)
     parser.add_argument("--pca", metavar="PCA.npz", help=PCA_HELP)
-    parser.add_argument("--batch-size", type=int, default=64, help="examples per network call (default 64)")
-    parser.add_argument("--no-xla", action="store_true", help="do not compile the network with XLA (--backend tf)")
+
+
+def add_embedder_options(parser: argparse.ArgumentParser, default_note: str = "") -> None:
+    """The options that choose the embedder; shared by every command that embeds audio."""
+    add_model_options(parser, default_note)
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="frames per network call (default 64)")
+    parser.add_argument("--no-xla", action="store_true", help="do not compile the VGGish network with XLA (--backend tf)")
+    add_backend_options(parser)
+
+
+def add_backend_options(parser: argparse.ArgumentParser, with_device: bool = True) -> None:
+    """How VGGish's network runs: the same embeddings (and embedder id) with either backend."""
     parser.add_argument("--backend", choices=("tf", "torch"),
-                        help="run VGGish with PyTorch (default; Google's weights are converted once, then no "
-                             "TensorFlow is loaded) or TensorFlow; both give the same embeddings and embedder id "
+                        help="VGGish with PyTorch (the default: Google's weights are converted once into a file beside "
+                             "them, then no TensorFlow is loaded) or TensorFlow; the same embeddings and embedder id "
                              "(default: $HOMESOUND_VGGISH_BACKEND or torch)")
-    parser.add_argument("--device", default="cpu", help="torch backend: cpu (default), cuda or cuda:N")
-    parser.add_argument("--precision", choices=("float32", "tf32", "bf16"), default="float32",
-                        help="torch backend: float32 (default; AudioSet-compatible); tf32 (CUDA) and bf16 are faster, "
-                             "print how far they are from float32, and get their own embedder id")
+    if with_device:
+        parser.add_argument("--device", default="cpu", help="VGGish torch backend: cpu (default), cuda or cuda:N")
+        parser.add_argument("--precision", choices=("float32", "tf32", "bf16"), default="float32",
+                            help="VGGish torch backend: float32 (default; AudioSet-compatible); tf32 (CUDA) and bf16 "
+                                 "are faster, print how far they are from float32, and get their own embedder id")
 
 
-def embedder_config_from_args(args: argparse.Namespace):
-    from embed.vggish import EmbedderConfig
+def chosen_model(args: argparse.Namespace, default: str = "vggish") -> str:
+    """--embedder, or yamnet when only --yamnet is given; a source option for the other model is a mistake."""
+    model = args.embedder or ("yamnet" if args.yamnet else "vggish" if args.vggish else default)
+    if model not in EMBEDDER_MODELS:
+        raise HomesoundError(f"--embedder {model}: choose {' or '.join(EMBEDDER_MODELS)}")
+    if model == "yamnet" and (args.vggish or args.pca):
+        raise HomesoundError("--vggish and --pca choose VGGish's files; with --embedder yamnet use --yamnet SOURCE")
+    if model == "vggish" and args.yamnet:
+        raise HomesoundError("--yamnet chooses YAMNet's files; add --embedder yamnet (or drop --yamnet)")
+    return model
 
-    return EmbedderConfig(source=args.vggish, pca=args.pca, batch_size=args.batch_size, jit_compile=not args.no_xla,
-                          backend=args.backend, device=args.device, precision=args.precision)
+
+def embedder_config_from_args(args: argparse.Namespace, default_model: str = "vggish", **settings):
+    """One EmbedderConfig from the embedder options (`settings` override the rest, e.g. batch_size=1)."""
+    from embed.embedder import EmbedderConfig
+
+    model = chosen_model(args, default_model)
+    runtime = {"backend": getattr(args, "backend", None), "device": getattr(args, "device", "cpu"),
+               "precision": getattr(args, "precision", "float32")}
+    if model == "yamnet" and runtime != {"backend": None, "device": "cpu", "precision": "float32"}:
+        raise HomesoundError("--backend, --device and --precision choose how VGGish runs; YAMNet runs as it is")
+    values = {"batch_size": getattr(args, "batch_size", 64), "jit_compile": not getattr(args, "no_xla", False),
+              "source": args.yamnet if model == "yamnet" else args.vggish, **runtime, **settings}
+    return EmbedderConfig(model=model, pca=args.pca, **values)
 
 
-def embedder_from_args(args: argparse.Namespace):
-    from embed.vggish import load_embedder
+def embedder_from_args(args: argparse.Namespace, default_model: str = "vggish"):
+    from embed.embedder import load_embedder
 
-    return load_embedder(config=embedder_config_from_args(args))
+    return load_embedder(config=embedder_config_from_args(args, default_model))
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
     embed = subcommands.add_parser(
-        "embed", help="audio files -> VGGish embeddings (.npz files, or a whole archive into a workspace)",
-        description="Embed audio with VGGish exactly as Google computes it, post-processed like AudioSet. "
+        "embed", help="audio files -> VGGish or YAMNet embeddings (.npz files, or a whole archive into a workspace)",
+        description="Embed audio with VGGish exactly as Google computes it, post-processed like AudioSet "
+                    "(default), or with YAMNet (--embedder yamnet: 1024-d embeddings and 521 class scores, "
+                    "one frame per 0.96 s on the same grid). "
                     "With --workspace, folders are walked recursively and every recording not yet embedded "
                     "(same content, same embedder) is embedded; the job can be killed and rerun at any time.",
         epilog="exit status: 0 all inputs embedded; 1 some file could not be read (the rest are done; with "
@@ -66,13 +121,20 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     archive.add_argument("--extensions", metavar="LIST",
                          help="file extensions to embed when walking folders: 'wav,flac' replaces the default list, "
                               f"'+mp4,mkv' adds to it (default: {','.join(DEFAULT_EXTENSIONS)})")
-    archive.add_argument("--workers", type=int, metavar="N",
+    archive.add_argument("--workers", type=positive_int, metavar="N",
                          help="decoding processes (default: half the cores, at least 1, at most 4)")
     archive.add_argument("--keep-raw", action="store_true",
-                         help="also store the float32 embeddings before PCA and quantization (4x the space)")
+                         help="also store the float32 embeddings before PCA and quantization (VGGish: 4x the space)")
     archive.add_argument("--retry-failed", action="store_true",
                          help="read again files that failed before even if they did not change")
     archive.add_argument("--no-progress", action="store_true", help="no progress bar")
+    archive.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                         help="decode and run the network on a Ray cluster: the head node's HOST:PORT, or 'auto' "
+                              "(the default: $RAY_ADDRESS or the cluster this machine is in); every node must see "
+                              "the paths and the model files at the same place (pip install 'homesound[ray]')")
+    archive.add_argument("--ray-actors-per-node", type=positive_int, default=1, metavar="N",
+                         help="with --ray: network actors per node without GPUs, sharing its cores (default 1; "
+                              "a node with GPUs gets one per GPU)")
     embed.set_defaults(handler=run_embed)
 
     vggish = subcommands.add_parser("vggish", help="VGGish model files: convert, or make random test weights")
@@ -81,6 +143,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         "random-weights", help="write deterministic RANDOM weights in all three formats (offline tests, demos)")
     random.add_argument("--out", required=True, metavar="DIR")
     random.add_argument("--seed", type=int, default=0)
+    random.add_argument("--force", action="store_true", help="write them again even if DIR already holds them")
     random.set_defaults(handler=run_random_weights)
     export = tools.add_parser("export-savedmodel", help="Google's checkpoint -> SavedModel with the TF Hub signature")
     export.add_argument("--checkpoint", required=True, metavar="vggish_model.ckpt")
@@ -89,6 +152,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> int:
+    if args.ray is not None and not args.workspace:
+        raise HomesoundError("--ray embeds an archive into a workspace: add --workspace home.db")
     return run_embed_archive(args) if args.workspace else run_embed_files(args)
 
 
@@ -99,8 +164,7 @@ def run_embed_archive(args: argparse.Namespace) -> int:
     missing = [name for name in args.inputs if not os.path.lexists(name)]
     if missing:
         raise HomesoundError(f"no such file or folder: {', '.join(missing)}")
-    if args.workers is not None and args.workers < 1:
-        raise HomesoundError("--workers must be at least 1")
+    cluster = _cluster_config(args)
     config = ArchiveJobConfig(
         inputs=tuple(os.path.abspath(name) for name in args.inputs),
         extensions=parse_extensions(args.extensions),
@@ -108,10 +172,26 @@ def run_embed_archive(args: argparse.Namespace) -> int:
         workers=args.workers or default_workers(),
         keep_raw=args.keep_raw,
         retry_failed=args.retry_failed,
+        cluster=cluster,
     )
     summary = run_archive_job(args.workspace, config, progress=False if args.no_progress else None)
     print(summary.report())
     return summary.exit_status
+
+
+def _cluster_config(args: argparse.Namespace):
+    """The Ray options as a ClusterConfig, or None without --ray (Ray is then never imported)."""
+    if args.ray is None:
+        return None
+    from embed.ray_cluster import ClusterConfig
+
+    if os.sep in args.ray and os.path.exists(args.ray):
+        raise HomesoundError(f"--ray took {args.ray} as the cluster's address; put --ray after the paths, "
+                             "or write --ray auto")
+    if args.workers is not None:
+        raise HomesoundError("--workers sets decoding processes on this machine; with --ray the cluster decodes "
+                             "(one task per CPU that `ray start --num-cpus` gives each node)")
+    return ClusterConfig(address=args.ray, actors_per_node=args.ray_actors_per_node)
 
 
 def run_embed_files(args: argparse.Namespace) -> int:
@@ -119,13 +199,16 @@ def run_embed_files(args: argparse.Namespace) -> int:
 
     from embed.pipeline import embed_file
 
+    from homesound.output_files import atomic_output, check_output_file, prepare_folder
+
     inputs = [Path(name) for name in args.inputs]
     if args.out and len(inputs) > 1:
         raise HomesoundError(f"{len(inputs)} input files but one --out file; use --out-dir DIR")
-    targets = [Path(args.out)] if args.out else _output_names(inputs, Path(args.out_dir))
-    for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
+    if args.out_dir:
+        prepare_folder(args.out_dir, "--out-dir")
+    targets = [check_output_file(args.out, "--out")] if args.out else _output_names(inputs, Path(args.out_dir))
     embedder = embedder_from_args(args)
+    shortest = embedder.frames.window_seconds
     failures = 0
     for source, target in zip(inputs, targets):
         try:
@@ -134,14 +217,16 @@ def run_embed_files(args: argparse.Namespace) -> int:
             failures += 1
             print(f"homesound embed: skipped {error}", file=sys.stderr)
             continue
-        partial = target.with_name(target.name + ".part.npz")
-        np.savez(partial, embedding=result.embedding, raw_embedding=result.raw_embedding,
-                 start_seconds=result.start_seconds, embedder_id=np.array(result.embedder_id),
-                 provenance=np.array(json.dumps(result.provenance, sort_keys=True)),
-                 audio=np.array(json.dumps(result.audio, sort_keys=True)))
-        partial.replace(target)
-        note = "" if len(result) else " (shorter than 0.96 s: no embedding)"
-        print(f"{source}: {len(result)} embeddings, {result.audio['seconds']:.1f} s -> {target}{note}")
+        scores = {} if result.class_scores is None else {
+            "class_scores": result.class_scores, "class_names": np.array(result.class_names)}
+        with atomic_output(target, suffix=".part.npz", what="embeddings") as partial:
+            np.savez(partial, embedding=result.embedding, raw_embedding=result.raw_embedding,
+                     start_seconds=result.start_seconds, embedder_id=np.array(result.embedder_id),
+                     provenance=np.array(json.dumps(result.provenance, sort_keys=True)),
+                     frames=np.array(json.dumps(embedder.frames.to_dict(), sort_keys=True)),
+                     audio=np.array(json.dumps(result.audio, sort_keys=True)), **scores)
+        note = "" if len(result) else f" (one embedding needs at least {shortest:.3f} s of audio: none)"
+        print(f"{source}: {len(result)} embeddings, {result.audio['seconds']:.2f} s -> {target}{note}")
     return 1 if failures else 0
 
 
@@ -159,6 +244,12 @@ def _output_names(inputs: list[Path], directory: Path) -> list[Path]:
 def run_random_weights(args: argparse.Namespace) -> int:
     from embed.random_weights import write_random_vggish
 
+    from embed.random_weights import existing_random_vggish
+
+    files = None if args.force else existing_random_vggish(args.out, seed=args.seed)
+    if files is not None:
+        print(f"RANDOM VGGish weights (seed {args.seed}) are already in {args.out}: kept (--force writes them again)")
+        return 0
     files = write_random_vggish(args.out, seed=args.seed)
     print("RANDOM VGGish weights (for offline tests and demos; the embeddings mean nothing):")
     print(f"  checkpoint  {files.checkpoint}\n  pca         {files.pca}\n  savedmodel  {files.savedmodel}")

@@ -18,6 +18,8 @@ import stat
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from homesound.errors import HomesoundError
+
 DEFAULT_EXTENSIONS = (
     "wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aac", "3gp", "caf", "aiff", "aif", "amr", "wma",
 )
@@ -46,10 +48,14 @@ class Discovery:
 
 def parse_extensions(option: str | None) -> tuple[str, ...]:
     """'wav,flac' replaces the defaults; '+mp4,mkv' adds to them (e.g. camera videos)."""
-    if not option:
+    if option is None:
         return DEFAULT_EXTENSIONS
     extra = option.startswith("+")
-    names = tuple(name.strip().lower().lstrip(".") for name in option.lstrip("+").split(",") if name.strip())
+    names = tuple(name.strip().lower().lstrip(".") for name in option.lstrip("+").split(",")
+                  if name.strip().lstrip("."))
+    if not names:
+        raise HomesoundError(f"--extensions {option!r} names no extension; give a list such as 'wav,flac' "
+                             "(replaces the default list) or '+mp4,mkv' (adds to it)")
     return tuple(dict.fromkeys(DEFAULT_EXTENSIONS + names if extra else names))
 
 
@@ -69,12 +75,12 @@ def discover(inputs: Iterable[str | os.PathLike], extensions: Iterable[str] = DE
         try:
             info = os.stat(path)
         except OSError as error:
-            found.problems.append(Problem(path, _stat_failure(path, error), is_file=True))
+            found.problems.append(Problem(path, stat_failure(path, error), is_file=True))
             return
         if stat.S_ISDIR(info.st_mode):
             walk(path, info)
         elif not stat.S_ISREG(info.st_mode):
-            found.problems.append(Problem(path, f"not a regular file ({_file_kind(info.st_mode)})", is_file=True))
+            found.problems.append(Problem(path, f"not a regular file ({file_kind(info.st_mode)})", is_file=True))
         else:
             found.files.append(FoundFile(path, info.st_size, info.st_mtime_ns))
 
@@ -110,7 +116,7 @@ def discover(inputs: Iterable[str | os.PathLike], extensions: Iterable[str] = DE
         try:
             info = os.stat(path)
         except OSError as error:
-            found.problems.append(Problem(path, _stat_failure(path, error), is_file=True))
+            found.problems.append(Problem(path, stat_failure(path, error), is_file=True))
             continue
         if stat.S_ISDIR(info.st_mode):
             walk(path, info)
@@ -121,11 +127,12 @@ def discover(inputs: Iterable[str | os.PathLike], extensions: Iterable[str] = DE
         try:
             walk(path, os.stat(path))
         except OSError as error:
-            found.problems.append(Problem(path, _stat_failure(path, error), is_file=False))
+            found.problems.append(Problem(path, stat_failure(path, error), is_file=False))
     return found
 
 
-def _stat_failure(path: str, error: OSError) -> str:
+def stat_failure(path: str, error: OSError) -> str:
+    """Why a path cannot be read, in words (shared with the single-file reader)."""
     if error.errno == errno.ELOOP:
         return "symbolic link loop (the link points back to itself)"
     if error.errno == errno.ENOENT:
@@ -135,7 +142,7 @@ def _stat_failure(path: str, error: OSError) -> str:
     return f"cannot read ({error.strerror})"
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
     for test, name in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
                        (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
         if test(mode):

@@ -1,4 +1,4 @@
-"""Audio -> VGGish embeddings, block by block so memory stays flat for hours-long recordings.
+"""Audio -> embeddings (VGGish or YAMNet), block by block so memory stays flat for hours-long recordings.
 
 Decoding, resampling and the log-mel front end run in a background thread while TensorFlow
 computes the previous chunk, so both cores stay busy. Results equal whole-file processing.
@@ -6,6 +6,7 @@ computes the previous chunk, so both cores stay busy. Results equal whole-file p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import threading
@@ -15,10 +16,10 @@ from typing import Callable, Iterable, Iterator, TypeVar
 import numpy as np
 
 from embed.audio_io import AudioReader
-from embed.frontend import ExampleChunker, example_start_seconds
+from embed.frontend import ExampleChunker
 from embed.params import VGGISH
 from embed.resample import StreamingResampler
-from embed.vggish import Embedder
+from embed.embedder import ChunkFrames, Embedder
 
 T = TypeVar("T")
 PREFETCH_CHUNKS = 2
@@ -26,12 +27,14 @@ PREFETCH_CHUNKS = 2
 
 @dataclass(frozen=True)
 class Embeddings:
-    embedding: np.ndarray  # uint8 [N, 128], AudioSet's released format
-    raw_embedding: np.ndarray  # float32 [N, 128], the network's output before PCA
-    start_seconds: np.ndarray  # float64 [N], start of each 0.96 s example
+    embedding: np.ndarray  # [N, D] in the embedder's stored encoding (VGGish: AudioSet uint8, YAMNet: float16)
+    raw_embedding: np.ndarray  # float32 [N, D], the network's output (VGGish: before PCA)
+    start_seconds: np.ndarray  # float64 [N], start of each frame (one per 0.96 s)
     embedder_id: str
     provenance: dict
     audio: dict = field(default_factory=dict)  # what was decoded: rate, channels, seconds, ...
+    class_scores: np.ndarray | None = None  # float32 [N, classes] for embedders that classify (YAMNet)
+    class_names: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.embedding)
@@ -79,18 +82,28 @@ def embed_file(path: str | os.PathLike, embedder: Embedder, *, progress: Callabl
         audio = {"sample_rate": info.sample_rate, "channels": info.channels, "format": info.format,
                  "decoder": info.decoder, "seconds": reader.frames_read / info.sample_rate,
                  "nonfinite_samples": reader.nonfinite_samples}
-    return Embeddings(embeddings.embedding, embeddings.raw_embedding, embeddings.start_seconds,
-                      embeddings.embedder_id, embeddings.provenance, audio)
+    return dataclasses.replace(embeddings, audio=audio)
 
 
 def _embed_chunks(chunks: Iterable[np.ndarray], embedder: Embedder, audio: dict) -> Embeddings:
-    raw_parts = [raw for chunk in chunks for raw in embedder.raw_embeddings([chunk])]
-    raw = np.concatenate(raw_parts) if raw_parts else np.zeros((0, VGGISH.embedding_size), np.float32)
+    parts = [frames for chunk in chunks for frames in embedder.embed_chunks([chunk])]
+    raw, scores = join_frames(parts, embedder)
     return Embeddings(
-        embedding=embedder.postprocess(raw), raw_embedding=raw.astype(np.float32),
-        start_seconds=example_start_seconds(len(raw)), embedder_id=embedder.embedder_id,
-        provenance=dict(embedder.provenance), audio=audio,
+        embedding=embedder.postprocess(raw), raw_embedding=raw, start_seconds=embedder.frames.start_seconds(len(raw)),
+        embedder_id=embedder.embedder_id, provenance=dict(embedder.provenance), audio=audio, class_scores=scores,
+        class_names=embedder.class_names,
     )
+
+
+def join_frames(parts: list[ChunkFrames], embedder: Embedder) -> tuple[np.ndarray, np.ndarray | None]:
+    """Consecutive chunks' frames as one float32 [N, D] array, and their class scores (None if the model has none)."""
+    spec = embedder.frames
+    raw = np.concatenate([part.raw for part in parts]) if parts else np.zeros((0, spec.dimension), np.float32)
+    if not spec.class_count:
+        return raw.astype(np.float32, copy=False), None
+    scores = (np.concatenate([part.class_scores for part in parts]) if parts
+              else np.zeros((0, spec.class_count), np.float32))
+    return raw.astype(np.float32, copy=False), scores.astype(np.float32, copy=False)
 
 
 def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:

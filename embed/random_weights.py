@@ -8,6 +8,7 @@ path runs for real; the embeddings they give are meaningless for detection.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,9 @@ import numpy as np
 from embed.network import CONV_LAYERS, DENSE_LAYERS, expected_shapes
 from embed.postprocess import PCA_EIGEN_VECTORS, PCA_MEANS
 from embed.savedmodel import export_hub_savedmodel
+from homesound.output_files import output_error, prepare_folder
+
+MANIFEST = "random-weights.json"  # written last: its presence says all three files are complete
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,39 @@ def write_checkpoint(weights: dict[str, np.ndarray], path: str | os.PathLike, *,
             saver.save(session, str(path), write_meta_graph=False, write_state=False)
 
 
-def write_random_vggish(directory: str | os.PathLike, seed: int = 0, *, v1_format: bool = False) -> RandomVGGishFiles:
+def _files(directory: Path) -> RandomVGGishFiles:
+    return RandomVGGishFiles(directory / "vggish_model.ckpt", directory / "vggish_pca_params.npz",
+                             directory / "vggish_savedmodel")
+
+
+def _manifest(seed: int, v1_format: bool) -> dict:
+    return {"seed": seed, "checkpoint_format": "V1" if v1_format else "V2", "random": True}
+
+
+def existing_random_vggish(directory: str | os.PathLike, seed: int = 0, *,
+                           v1_format: bool = False) -> RandomVGGishFiles | None:
+    """The files if a complete earlier run wrote them with the same seed and format (no TensorFlow needed)."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    files = _files(directory)
+    complete = files.pca.is_file() and (files.savedmodel / "saved_model.pb").is_file() and (
+        files.checkpoint.is_file() or files.checkpoint.with_name(files.checkpoint.name + ".index").is_file())
+    return files if complete and manifest == _manifest(seed, v1_format) else None
+
+
+def write_random_vggish(directory: str | os.PathLike, seed: int = 0, *, v1_format: bool = False) -> RandomVGGishFiles:
+    directory = prepare_folder(directory, "--out folder")
+    files = _files(directory)
+    (directory / MANIFEST).unlink(missing_ok=True)
     weights = random_weights(seed)
-    files = RandomVGGishFiles(directory / "vggish_model.ckpt", directory / "vggish_pca_params.npz",
-                              directory / "vggish_savedmodel")
-    write_checkpoint(weights, files.checkpoint, v1_format=v1_format)
-    np.savez(files.pca, **random_pca(seed))
-    export_hub_savedmodel(weights, files.savedmodel)
+    try:
+        write_checkpoint(weights, files.checkpoint, v1_format=v1_format)
+        np.savez(files.pca, **random_pca(seed))
+        export_hub_savedmodel(weights, files.savedmodel)
+        (directory / MANIFEST).write_text(json.dumps(_manifest(seed, v1_format), sort_keys=True))
+    except OSError as error:
+        raise output_error(directory, error, "random weights into") from None
     return files

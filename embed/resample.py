@@ -43,6 +43,9 @@ class StreamingResampler:
         self._scale = min(1.0, sample_ratio)
         self._time_increment = 1.0 / sample_ratio
         self._index_step = int(self._scale * self._precision)
+        if self._index_step < 1:  # the filter table cannot go this far down (callers check rates at the edge)
+            raise ValueError(f"cannot resample {self.rate_in} Hz to {self.rate_out} Hz: a ratio beyond "
+                             f"1:{self._precision} is not a real recording")
         self._taps = len(window) // self._index_step + 1  # one wing's reach in input samples
         divisor = math.gcd(self.rate_in, self.rate_out)
         self._period_in, self._period_out = self.rate_in // divisor, self.rate_out // divisor

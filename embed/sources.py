@@ -24,15 +24,17 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from embed.audio_io import FFMPEG_HINT, AudioReader
+from embed.audio_io import FFMPEG_HINT, AudioReader, check_audio_format
 from homesound.backoff import Backoff
 from homesound.errors import AudioDecodeError, HomesoundError
+from homesound.redact import redact_text, redact_url, url_secrets
 
 log = logging.getLogger(__name__)
 
 LIVE_BLOCK_SECONDS = 0.1  # small blocks: a hop's last sample reaches the detector within ~0.1 s
 LIVE_WAIT_SECONDS = 1.0  # a full queue of live audio waits this long for the listener before dropping
 NON_LIVE_QUEUE_BLOCKS = 8  # files and pipes are read just ahead of the listener, so arrival ~ processing time
+NONFINITE_WARNING_SECONDS = 60.0  # corrupt float input is reported at most this often (with a running count)
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 MICROPHONE_PREFIX = "mic"
 PORTAUDIO_HINT = ("install PortAudio (Debian/Ubuntu: apt-get install libportaudio2; macOS: brew install portaudio) "
@@ -198,9 +200,10 @@ class PcmSource(AudioSource):
     """Raw interleaved PCM from a pipe, e.g. `arecord -f S16_LE -r 16000 | homesound listen --source -`."""
 
     def __init__(self, stream: BinaryIO, sample_rate: int, channels: int, pcm_format: str, name: str = "stdin"):
-        if sample_rate <= 0:
-            raise SourceError(f"--rate must be positive for raw PCM on {name}, got {sample_rate}")
-        PcmDecoder(pcm_format, channels)  # validates the format and channels before anything starts
+        problem = check_audio_format(sample_rate, channels)
+        if problem:
+            raise SourceError(f"raw PCM on {name}: --rate {sample_rate} --channels {channels}: {problem}")
+        PcmDecoder(pcm_format, channels)  # validates the format before anything starts
         self.stream = stream
         self.sample_rate = sample_rate
         self.channels = channels
@@ -225,6 +228,7 @@ class _PcmStream(SourceStream):
         self._fd = source.stream.fileno()
         self._first = True
         self._reported_nonfinite = 0
+        self._reported_at = float("-inf")
 
     def read(self) -> np.ndarray | None:
         data = os.read(self._fd, self.READ_BYTES)  # returns what has arrived: never waits for a full buffer
@@ -237,10 +241,13 @@ class _PcmStream(SourceStream):
             self._first = False
             self._refuse_containers(data)
         block = self.decoder.decode(data)
-        if self.decoder.nonfinite_samples > self._reported_nonfinite:
-            log.warning("%s: %d NaN/inf samples so far were replaced by silence", self.source.description,
-                        self.decoder.nonfinite_samples)
+        now = time.monotonic()
+        if (self.decoder.nonfinite_samples > self._reported_nonfinite
+                and now - self._reported_at >= NONFINITE_WARNING_SECONDS):
+            log.warning("%s: %d NaN/inf samples so far were replaced by silence (reported at most once a minute)",
+                        self.source.description, self.decoder.nonfinite_samples)
             self._reported_nonfinite = self.decoder.nonfinite_samples
+            self._reported_at = now
         return block
 
     def _refuse_containers(self, data: bytes) -> None:
@@ -271,10 +278,13 @@ class NetworkSource(AudioSource):
     ANNOUNCE_TIMEOUT_SECONDS = 20.0  # connecting to a camera and reading its stream header
 
     def __init__(self, url: str, sample_rate: int | None = None, ffmpeg: str = "ffmpeg"):
+        if sample_rate is not None and check_audio_format(sample_rate, 1):
+            raise SourceError(f"--rate {sample_rate}: {check_audio_format(sample_rate, 1)}")
         self.url = url
         self.sample_rate = sample_rate
         self.ffmpeg = ffmpeg
-        self.description = f"network stream {_redact(url)}"
+        self.description = f"network stream {redact_url(url)}"
+        self.secrets = url_secrets(url)  # to find them in ffmpeg's own words too
 
     def open(self) -> SourceStream:
         executable = shutil.which(self.ffmpeg)
@@ -290,16 +300,18 @@ class NetworkSource(AudioSource):
                                        stderr=subprocess.PIPE)
         except OSError as error:
             raise SourceError(f"cannot start ffmpeg for {self.description}: {error}") from None
-        return _FfmpegStream(process, self.description, self.ANNOUNCE_TIMEOUT_SECONDS)
+        return _FfmpegStream(process, self.description, self.ANNOUNCE_TIMEOUT_SECONDS, self.secrets)
 
 
 class _FfmpegStream(SourceStream):
     READ_BYTES = 1 << 15
     OUTPUT_RATE = re.compile(r"Audio: pcm_f32le\b.*?(\d+) Hz")
 
-    def __init__(self, process: subprocess.Popen, description: str, announce_timeout: float):
+    def __init__(self, process: subprocess.Popen, description: str, announce_timeout: float,
+                 secrets: set[str] = frozenset()):
         self.process = process
         self.description = description
+        self.secrets = secrets
         self.decoder = PcmDecoder("f32le", 1)
         self._stderr: list[str] = []
         self._rate: int | None = None
@@ -314,7 +326,7 @@ class _FfmpegStream(SourceStream):
     def _drain_stderr(self) -> None:
         in_output = False
         for raw in self.process.stderr:  # keep only the last lines: ffmpeg may complain for days
-            line = raw.decode(errors="replace").rstrip()
+            line = redact_text(raw.decode(errors="replace").rstrip(), self.secrets)  # ffmpeg quotes the URL
             self._stderr = (self._stderr + [line])[-5:]
             in_output = in_output or line.startswith("Output #0")
             match = self.OUTPUT_RATE.search(line) if in_output and self._rate is None else None
@@ -346,15 +358,6 @@ class _FfmpegStream(SourceStream):
             pipe.close()
 
 
-def _redact(url: str) -> str:
-    """rtsp://user:secret@cam/... -> rtsp://user:***@cam/...: passwords stay out of logs and MQTT."""
-    scheme, _, rest = url.partition("://")
-    credentials, at, host = rest.partition("@")
-    if at and ":" in credentials.split("/")[0]:
-        return f"{scheme}://{credentials.split(':')[0]}:***@{host}"
-    return url
-
-
 # --- microphones (PortAudio) -----------------------------------------------------------------------------
 
 
@@ -365,6 +368,9 @@ class MicrophoneSource(AudioSource):
     restartable = True
 
     def __init__(self, device: str | None, sample_rate: int | None, channels: int):
+        problem = check_audio_format(sample_rate or 16000, channels)
+        if problem:
+            raise SourceError(f"microphone: --rate {sample_rate} --channels {channels}: {problem}")
         self.device = int(device) if device is not None and device.isdigit() else device
         self.sample_rate = sample_rate
         self.channels = channels
@@ -554,7 +560,8 @@ class SourceReader:
                 message = f"{self.source.description} ended"
             except SourceError as error:
                 if isinstance(error, SourceSetupError) or not self.source.restartable:
-                    self._put(SourceStatus("error", str(error), self.segment))
+                    self._put(SourceStatus("error", redact_text(str(error), getattr(self.source, "secrets", frozenset())),
+                                           self.segment))
                     return
                 message = str(error)
             except Exception as error:  # an unexpected failure of a live source must not end days of listening
@@ -569,6 +576,7 @@ class SourceReader:
             if time.monotonic() - opened_at >= self.stable_seconds:
                 self.backoff.reset()
             delay = self.backoff.next_delay()
+            message = redact_text(message, getattr(self.source, "secrets", frozenset()))
             self._put(SourceStatus("failed", f"{message}; reconnecting in {delay:.1f} s", self.segment))
             self._stop.wait(delay)
 

@@ -1,4 +1,4 @@
-"""Incremental embedding: samples as they arrive -> one VGGish embedding per 0.96 s hop.
+"""Incremental embedding: samples as they arrive -> one embedding (VGGish or YAMNet) per 0.96 s hop.
 
 The same exact steps as a whole-file pass (StreamingResampler, then ExampleChunker), cut to one
 example per chunk, so the n-th embedding of a stream equals the n-th embedding of the same
@@ -16,31 +16,35 @@ import numpy as np
 from embed.frontend import ExampleChunker
 from embed.params import VGGISH
 from embed.resample import StreamingResampler
+from homesound.frames import FrameSpec
 
 
 class HopEmbedder(Protocol):
-    """What streaming needs of an embedder: vggish.Embedder and the hub's TFLite embedder both fit."""
+    """What streaming needs of an embedder: embed.embedder.Embedder and the hub's TFLite VGGish both fit."""
 
     embedder_id: str
+    frames: FrameSpec
 
-    def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]: ...
+    def embed_chunks(self, chunks: list[np.ndarray]) -> list: ...  # list[embed.embedder.ChunkFrames]
 
     def postprocess(self, raw: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
 class EmbeddedHop:
-    index: int  # example number since the stream started
-    raw_embedding: np.ndarray  # float32 [128]
-    embedding: np.ndarray  # uint8 [128], AudioSet's format
+    index: int  # frame number since the stream started
+    raw_embedding: np.ndarray  # float32 [D]
+    embedding: np.ndarray  # [D] in the embedder's stored encoding (VGGish: AudioSet uint8)
+    hop_seconds: float
+    class_scores: np.ndarray | None = None  # float32 [classes] for embedders that classify
 
     @property
     def start_seconds(self) -> float:
-        return self.index * VGGISH.example_seconds
+        return self.index * self.hop_seconds
 
     @property
     def end_seconds(self) -> float:
-        return (self.index + 1) * VGGISH.example_seconds
+        return (self.index + 1) * self.hop_seconds
 
 
 class StreamingEmbedder:
@@ -78,6 +82,8 @@ class StreamingEmbedder:
         chunks = self._chunker.push(resampled) + (self._chunker.finish() if final else [])
         hops = []
         for index, chunk in chunks:
-            raw = self.embedder.raw_embeddings([chunk])[0]
-            hops.append(EmbeddedHop(index, raw[0].astype(np.float32), self.embedder.postprocess(raw)[0]))
+            (frames,) = self.embedder.embed_chunks([chunk])
+            scores = None if frames.class_scores is None else frames.class_scores[0]
+            hops.append(EmbeddedHop(index, frames.raw[0].astype(np.float32), self.embedder.postprocess(frames.raw)[0],
+                                    self.embedder.frames.hop_seconds, scores))
         return hops

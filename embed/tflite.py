@@ -14,10 +14,12 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from embed.embedder import ChunkFrames
 from embed.frontend import waveform_to_examples
 from embed.params import VGGISH
 from embed.postprocess import PCAParams, postprocess
 from homesound.errors import ModelSourceError
+from homesound.frames import VGGISH_FRAMES
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +95,11 @@ def convert_network(weights: Mapping[str, np.ndarray], quantization: str = "floa
 # --- runtime (no TensorFlow) ------------------------------------------------------------------------------
 
 
-def load_interpreter(model_path: str, threads: int | None = None):
-    """(interpreter, runtime name): ai-edge-litert when installed, else TensorFlow's tf.lite."""
+def load_interpreter(model_path: str, threads: int | None = None, model_content: bytes | None = None):
+    """(interpreter, runtime name): ai-edge-litert when installed, else TensorFlow's tf.lite.
+
+    `model_content`, if given, is the flatbuffer itself (model_path then only names it in messages).
+    """
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -108,9 +113,44 @@ def load_interpreter(model_path: str, threads: int | None = None):
                     LITERT_HINT)
         Interpreter, runtime = tf.lite.Interpreter, "tensorflow-tflite"
     try:
+        if model_content is not None:
+            return Interpreter(model_content=model_content, num_threads=threads), runtime
         return Interpreter(model_path=str(model_path), num_threads=threads), runtime
     except (ValueError, RuntimeError) as error:
         raise ModelSourceError(f"{model_path} is not a loadable TFLite model ({error})") from None
+
+
+def with_outputs(model_content: bytes, tensor_names: list[str], origin: str) -> bytes:
+    """The same model with the named internal tensors added to its outputs (no-op if they already are).
+
+    Reading an intermediate tensor otherwise needs the interpreter to keep every tensor alive
+    (experimental_preserve_all_tensors); as an output only that tensor is kept. Rewrites the
+    flatbuffer with TFLite's own schema (shipped with ai-edge-litert, or TensorFlow), nothing else.
+    """
+    import flatbuffers
+
+    try:
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
+    try:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(model_content), 0)
+        graph = model.subgraphs[0]
+    except Exception as error:  # a truncated or foreign file fails anywhere inside the generated reader
+        raise ModelSourceError(f"{origin} is not a TFLite model ({type(error).__name__}: {error})") from None
+    names = [tensor.name.decode() for tensor in graph.tensors]
+    outputs = list(graph.outputs)
+    for name in tensor_names:
+        if name not in names:
+            raise ModelSourceError(f"{origin} has no tensor named {name}; is it the right model?")
+        if names.index(name) not in outputs:
+            outputs.append(names.index(name))
+    if outputs == list(graph.outputs):
+        return model_content
+    graph.outputs = outputs
+    builder = flatbuffers.Builder(len(model_content) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 class TFLiteNetwork:
@@ -137,11 +177,14 @@ class TFLiteNetwork:
 
 
 class TFLiteEmbedder:
-    """The exact numpy front end + a TFLite network + AudioSet post-processing.
+    """VGGish on a hub: the exact numpy front end + a TFLite network + AudioSet post-processing.
 
     It answers to the embedder id of the model it was converted from (recorded at export with
     the measured difference), because detectors are trained on that model's embeddings.
     """
+
+    frames = VGGISH_FRAMES
+    class_names = None
 
     def __init__(self, network: TFLiteNetwork, pca: PCAParams, embedder_id: str, provenance: dict):
         self.network = network
@@ -155,6 +198,9 @@ class TFLiteEmbedder:
             return []
         raw = self.network(np.concatenate(examples))
         return np.split(raw, np.cumsum([len(e) for e in examples])[:-1])
+
+    def embed_chunks(self, chunks: list[np.ndarray]) -> list[ChunkFrames]:
+        return [ChunkFrames(raw) for raw in self.raw_embeddings(chunks)]
 
     def postprocess(self, raw: np.ndarray) -> np.ndarray:
         return postprocess(raw, self.pca)

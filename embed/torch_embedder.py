@@ -10,6 +10,7 @@ gives the TF network's embeddings (relative error < 1e-4, uint8 within 1; tests/
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -20,7 +21,8 @@ from embed.postprocess import PCAParams
 from embed.torch_frontend import TorchLogMel
 from embed.torch_network import TorchNetwork
 from embed.torch_weights import convert_source, find_converted
-from embed.vggish import Embedder, EmbedderConfig, EmbedderSource, _file_sha256, _split_like, source_sha256
+from embed.embedder import EmbedderConfig, EmbedderSource, file_sha256
+from embed.vggish import Runtime, VGGishEmbedder, _split_like, resolve_runtime, source_sha256
 from homesound.errors import HomesoundError
 
 log = logging.getLogger(__name__)
@@ -39,27 +41,28 @@ def torch_device(name: str) -> torch.device:
     return device
 
 
-class TorchEmbedder(Embedder):
+class TorchEmbedder(VGGishEmbedder):
     def __init__(self, located: EmbedderSource, config: EmbedderConfig):
         self.kind = located.kind
-        device = torch_device(config.device)
-        converted = located.converted or find_converted(located.kind, located.source, located.location)
+        runtime: Runtime = located.runtime or resolve_runtime(config)
+        device = torch_device(runtime.device)
+        converted = runtime.converted or find_converted(located.kind, located.source, located.location)
         if converted is None:
             log.info("converting VGGish %s for torch (once; needs TensorFlow)", located.source)
             converted = convert_source(located.kind, located.source, located.location,
                                        source_sha256(located.kind, located.location))
         try:
-            self.network = TorchNetwork(converted.weights, device=str(device), precision=config.precision,
+            self.network = TorchNetwork(converted.weights, device=str(device), precision=runtime.precision,
                                         batch_size=config.batch_size, channels_last=device.type == "cpu")
         except ValueError as error:
-            raise HomesoundError(f"--precision {config.precision}: {error}") from None
+            raise HomesoundError(f"--precision {runtime.precision}: {error}") from None
         self.log_mel = TorchLogMel(device=device) if device.type == "cuda" else None
         self.converted_path = str(converted.path)
         super().__init__(located.source, converted.source_sha256, PCAParams.load(located.pca),
-                         _file_sha256(located.pca), config)
-        if config.precision != "float32":
+                         file_sha256(located.pca), config, replace(runtime, converted=None))
+        if runtime.precision != "float32":
             self.precision_deviation = self.measure_precision_deviation()
-            log.warning("VGGish in %s, not float32 (embedder id %s, not AudioSet-compatible): %s", config.precision,
+            log.warning("VGGish in %s, not float32 (embedder id %s, not AudioSet-compatible): %s", runtime.precision,
                         self.embedder_id, ", ".join(f"{k} {v:.3g}" for k, v in self.precision_deviation.items()))
 
     def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]:

@@ -23,6 +23,7 @@ class LabeledSequence:
     frame_labels: np.ndarray | None = None  # [T, C] in {0, 1}, NaN where unknown: strong labels
     start_seconds: float = 0.0  # where the sequence starts in its source recording
     hop_seconds: float = 0.96
+    class_scores: np.ndarray | None = None  # [T, K] the embedder's own class scores (YAMNet), if it has them
 
     def __post_init__(self) -> None:
         if self.embedding.ndim != 2:
@@ -33,3 +34,5 @@ class LabeledSequence:
             raise ValueError(f"{self.key}: clip_labels must be [{len(self.classes)}]")
         if self.frame_labels is not None and self.frame_labels.shape != (len(self.embedding), len(self.classes)):
             raise ValueError(f"{self.key}: frame_labels must be [{len(self.embedding)}, {len(self.classes)}]")
+        if self.class_scores is not None and len(self.class_scores) != len(self.embedding):
+            raise ValueError(f"{self.key}: class_scores must have one row per embedding frame")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from homesound.errors import HomesoundError
 
@@ -21,28 +20,30 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
     export = subcommands.add_parser(
         "export", help="workspace contents -> files for use elsewhere (embeddings as Parquet)",
-        description="--out X.parquet: one row per 0.96 s example with path, content_sha256, embedder_id, "
-                    "start_seconds, embedding (128 uint8, AudioSet's quantization: float = uint8/255*4-2) and "
-                    "the recording's duration, sample rate, channels and format.")
+        description="--out X.parquet: one row per 0.96 s frame with path, content_sha256, embedder_id, "
+                    "start_seconds, embedding (VGGish: 128 uint8, AudioSet's quantization: float = uint8/255*4-2; "
+                    "YAMNet: 1024 float16, and class_scores: 521 float16) and the recording's duration, sample "
+                    "rate, channels and format; one embedding model per file.")
     export.add_argument("--workspace", metavar="home.db", help="the workspace to export from (with --out)")
     # What to export: one option per kind of export; later stages add theirs to this group (export.modes)
     # and wrap the handler for their kind (see hub.cli).
     modes = export.add_mutually_exclusive_group(required=True)
     modes.add_argument("--out", metavar="embeddings.parquet", help="per-second embeddings of all recordings")
     export.modes = modes
-    export.add_argument("--embedder", metavar="ID", help="only this embedder's embeddings (default: all)")
+    export.add_argument("--embedder", metavar="ID", help="only this embedder's embeddings: an embedder id, or "
+                        "vggish / yamnet for every embedder of that model (default: all, if of one model); "
+                        "with --hub: the model the hub runs")
     export.add_argument("--raw", action="store_true",
                         help="add raw_embedding (float32; needs recordings embedded with --keep-raw)")
     export.set_defaults(handler=run_export)
 
 
 def open_existing(path: str):
-    """A workspace that must exist already (reading commands never create one by a typo)."""
+    """A workspace that must exist already, opened read-only: reading commands never create, convert or
+    change a file (a typo, another program's database, a workspace on a read-only disk)."""
     from homesound.workspace import Workspace
 
-    if not Path(path).is_file():
-        raise HomesoundError(f"no workspace at {path}; create one with `homesound embed ... --workspace {path}`")
-    return Workspace(path)
+    return Workspace(path, readonly=True)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -114,6 +115,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise HomesoundError("--out needs --workspace home.db (the workspace whose embeddings to export)")
 
     with open_existing(args.workspace) as workspace:
+        workspace.require_current("recordings")
         summary = export_embeddings_parquet(workspace, args.out, embedder_id=args.embedder, with_raw=args.raw)
     if not summary.rows and args.embedder:
         print(f"note: no embeddings by {args.embedder} in {args.workspace}")

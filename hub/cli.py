@@ -17,12 +17,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     _register_export(subcommands)
 
 
-def _add_vggish_options(parser) -> None:
-    from embed.cli import PCA_HELP, VGGISH_HELP
+def _add_embedder_options(parser, with_embedder: bool = True) -> None:
+    from embed.cli import add_model_options
 
-    parser.add_argument("--vggish", metavar="SOURCE",
-                        help=VGGISH_HELP + "; default here: the source the detector was trained with, if present")
-    parser.add_argument("--pca", metavar="PCA.npz", help=PCA_HELP)
+    add_model_options(parser, "; default here: what the detector was trained with (its model, and its source "
+                              "if still present)", with_embedder)
 
 
 def _register_listen(subcommands: argparse._SubParsersAction) -> None:
@@ -30,20 +29,23 @@ def _register_listen(subcommands: argparse._SubParsersAction) -> None:
 
     listen = subcommands.add_parser(
         "listen", help="detect crying and laughter live (microphone, file, stdin, rtsp/http) -> JSON lines, MQTT",
-        description="Listen continuously: one VGGish embedding per 0.96 s, the causal detector stepped with its "
+        description="Listen continuously: one embedding (VGGish or YAMNet, as the detector was trained) per 0.96 s, "
+                    "the causal detector stepped with its "
                     "state carried (the same probabilities as homesound detect), events with hysteresis and a "
                     "hold time as JSON lines on stdout; optionally Home Assistant over MQTT, a webhook, and "
-                    "event clips saved into a workspace. SIGTERM/SIGINT stop it cleanly.",
+                    "event clips saved into a workspace. SIGTERM, SIGINT and SIGHUP stop it cleanly.",
     )
     model = listen.add_mutually_exclusive_group(required=True)
     model.add_argument("--model", metavar="MODEL.pt", help="a causal detector (full install: TensorFlow + torch)")
     model.add_argument("--hub", metavar="DIR", help="a hub directory from homesound export --hub (no TF, no torch)")
-    listen.add_argument("--variant", choices=VARIANTS, default="float32", help="VGGish variant of --hub DIR")
+    listen.add_argument("--variant", choices=VARIANTS,
+                        help="VGGish variant of --hub DIR (default float32; a YAMNet hub has its one .tflite)")
     listen.add_argument("--threads", type=int, default=2, help="TFLite threads with --hub (default 2)")
-    _add_vggish_options(listen)
+    _add_embedder_options(listen)
     listen.add_argument("--no-xla", action="store_true", help="do not compile the network with XLA (--backend tf)")
-    listen.add_argument("--backend", choices=("tf", "torch"),
-                        help="VGGish with PyTorch (default) or TensorFlow: same embeddings, same embedder id")
+    from embed.cli import add_backend_options
+
+    add_backend_options(listen, with_device=False)
 
     audio = listen.add_argument_group("audio source")
     audio.add_argument("--source", default="mic", metavar="SOURCE",
@@ -85,19 +87,20 @@ def _register_listen(subcommands: argparse._SubParsersAction) -> None:
 def _register_export(subcommands: argparse._SubParsersAction) -> None:
     """`homesound export` belongs to the workspace (--out); the hub runtime is one more kind of export."""
     export = subcommands.choices["export"]
-    export.description += (" --hub DIR: VGGish as TFLite and the detector for numpy, for homesound listen --hub DIR "
-                           "on a box without TensorFlow or torch.")
+    export.description += (" --hub DIR: the embedder as TFLite (VGGish converted, or YAMNet's .tflite) and the "
+                           "detector for numpy, for homesound listen --hub DIR on a box without TensorFlow or torch.")
     export.modes.add_argument("--hub", metavar="DIR", help="the light runtime for a smart-home hub: VGGish as "
-                              "TFLite (+ --quantize variants, their embedding error measured) and the detector "
-                              "for numpy, so homesound listen --hub DIR needs neither TensorFlow nor torch")
+                              "TFLite (+ --quantize variants, their embedding error measured) or the YAMNet .tflite, "
+                              "and the detector for numpy, so homesound listen --hub DIR needs neither TensorFlow "
+                              "nor torch")
     hub = export.add_argument_group("--hub DIR")
     hub.add_argument("--model", metavar="MODEL.pt", help="the causal detector to run on the hub")
     hub.add_argument("--quantize", default="", metavar="VARIANTS",
                      help="comma-separated extra VGGish variants: float16, dynamic (int8 weights), "
-                          "int8 (int8 weights and activations, calibrated)")
+                          "int8 (int8 weights and activations, calibrated); not for YAMNet")
     hub.add_argument("--calibration-audio", nargs="+", default=[], metavar="FILE",
                      help="home audio to calibrate int8 and to measure the errors on (default: synthetic)")
-    _add_vggish_options(hub)
+    _add_embedder_options(hub, with_embedder=False)  # export's own --embedder also takes vggish or yamnet
     workspace_export = export.get_default("handler")
     export.set_defaults(handler=lambda args: run_export_hub(args) if args.hub else workspace_export(args))
 
@@ -124,7 +127,7 @@ def run_listen(args: argparse.Namespace) -> int:
     runtime = _load_hub_runtime(args) if args.hub else _load_full_runtime(args)
     rules = settings.rules(runtime.detector.thresholds)
     live = LiveDetector(runtime.detector.stream(), runtime.detector.classes, rules, runtime.embedder.embedder_id,
-                        runtime.detector.input_encoding)
+                        runtime.detector.input_encoding, runtime.detector.frames.hop_seconds)
     sinks = [JsonLinesSink(sys.stdout, args.probabilities)]
     if args.mqtt:
         from hub.notify import HomeAssistantMqtt, MqttSettings
@@ -141,7 +144,7 @@ def run_listen(args: argparse.Namespace) -> int:
         sinks.append(run.recorder)
 
     stop = threading.Event()
-    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGTERM, signal.SIGINT)}
+    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         reader = SourceReader(source, stall_seconds=args.stall_timeout)
         summary = Listener(reader, runtime.embedder_factory, live, sinks).run(stop)
@@ -153,7 +156,7 @@ def run_listen(args: argparse.Namespace) -> int:
     stderr_summary(summary)
     if summary.exit_status == "error":
         raise HomesoundError(summary.error)
-    return 0
+    return 1 if any(getattr(sink, "undelivered", False) for sink in sinks) else 0  # e.g. the broker never reached
 
 
 class _Runtime:
@@ -178,32 +181,42 @@ def _load_hub_runtime(args: argparse.Namespace) -> _Runtime:
     hub = load_hub(args.hub, args.variant, threads=args.threads)
     print(f"listening with {hub.description}", file=sys.stderr)
     name = f"hub:{Path(args.hub).resolve()} (detector sha256 {hub.manifest['detector']['sha256'][:12]})"
-    return _Runtime(hub.embedder, hub.detector, name, hub.filter_table, exact_embeddings=args.variant == "float32")
+    return _Runtime(hub.embedder, hub.detector, name, hub.filter_table, exact_embeddings=hub.exact)
 
 
 def _load_full_runtime(args: argparse.Namespace) -> _Runtime:
     import numpy as np
     import torch
 
-    from classify.detector import Detector, file_sha256
-    from embed.params import VGGISH
-    from embed.vggish import EmbedderConfig, load_embedder
+    from classify.detector import load_detector, model_sha256
 
-    torch.set_num_threads(1)  # one small GRU step per second; the cores are for VGGish
-    detector = Detector.load(args.model)
+    torch.set_num_threads(1)  # one small GRU step per second; the cores are for the embedder
+    detector = load_detector(args.model)  # trained, or zero-shot (YAMNet's class scores)
     if not detector.streamable:
         raise HomesoundError(f"{args.model} is bidirectional (offline only); train a causal detector to listen")
-    source = args.vggish or _trained_source(detector)
-    embedder = load_embedder(config=EmbedderConfig(source=source, pca=args.pca, batch_size=1,
-                                                   jit_compile=not args.no_xla, backend=args.backend))
-    detector.check_embedder(embedder.embedder_id)
-    embedder.raw_embeddings([np.zeros(VGGISH.example_samples + VGGISH.example_overlap_samples)])  # compile now
-    return _Runtime(embedder, detector, f"model:{Path(args.model).resolve()} (sha256 {file_sha256(args.model)[:12]})")
+    embedder = _detector_embedder(args, detector, batch_size=1, jit_compile=not args.no_xla)
+    embedder.raw_embeddings([np.zeros(embedder.frames.window_samples)])  # compile now
+    where = args.model if not Path(args.model).exists() else Path(args.model).resolve()
+    return _Runtime(embedder, detector, f"model:{where} (sha256 {model_sha256(args.model, detector)[:12]})")
+
+
+def _detector_embedder(args: argparse.Namespace, detector, **settings):
+    """The embedder the options name, by default the model (and source, if still there) the detector was trained on."""
+    from classify.frame_inputs import check_source
+    from embed.cli import chosen_model, embedder_config_from_args
+    from embed.embedder import load_embedder
+
+    model = chosen_model(args, default=detector.frames.model)
+    given = args.yamnet if model == "yamnet" else args.vggish
+    source = given or (_trained_source(detector) if model == detector.frames.model else None)
+    embedder = load_embedder(config=embedder_config_from_args(args, model, source=source, **settings))
+    check_source(detector, embedder.embedder_id, embedder.class_names)
+    return embedder
 
 
 def _trained_source(detector) -> str | None:
-    """The VGGish source recorded with the detector's training embeddings, when it is still there."""
-    for provenance in detector.embedder_provenance.values():
+    """The embedder source recorded with the detector's training embeddings, when it is still there."""
+    for provenance in getattr(detector, "embedder_provenance", {}).values():  # a zero-shot detector has none
         source = (provenance or {}).get("source")
         if source and ("://" in source or any(Path(source).parent.glob(Path(source).name + "*"))):
             return source  # a Hub handle, a SavedModel directory, or a checkpoint prefix with its files
@@ -240,7 +253,8 @@ def _start_workspace_run(args, runtime: _Runtime, source: str, settings) -> _Wor
         run_id = start_run(workspace, "listen", {"source": source, "detector": runtime.name, "events": settings,
                                                   "clips": clip_settings})
     recorder = ClipRecorder(clip_settings, detector=runtime.name, embedder_id=runtime.embedder.embedder_id,
-                            embedder_provenance=runtime.embedder.provenance, run_id=run_id)
+                            embedder_provenance=runtime.embedder.provenance, frames=runtime.embedder.frames,
+                            class_names=runtime.embedder.class_names, run_id=run_id)
     return _WorkspaceRun(args.workspace, run_id, recorder)
 
 
@@ -249,7 +263,6 @@ def _start_workspace_run(args, runtime: _Runtime, source: str, settings) -> _Wor
 
 def run_export_hub(args: argparse.Namespace) -> int:
     from classify.detector import Detector
-    from embed.vggish import EmbedderConfig, load_embedder
     from hub.bundle import export_hub
 
     if not args.model:
@@ -259,8 +272,7 @@ def run_export_hub(args: argparse.Namespace) -> int:
     if unknown:
         raise HomesoundError(f"--quantize {','.join(unknown)}: choose from {', '.join(VARIANTS)}")
     detector = Detector.load(args.model)
-    source = args.vggish or _trained_source(detector)
-    embedder = load_embedder(config=EmbedderConfig(source=source, pca=args.pca, jit_compile=False))
+    embedder = _detector_embedder(args, detector, jit_compile=False)
     manifest = export_hub(args.model, embedder, args.hub, quantizations=variants,
                           calibration_audio=args.calibration_audio,
                           progress=lambda text: print(text, file=sys.stderr))
@@ -269,6 +281,11 @@ def run_export_hub(args: argparse.Namespace) -> int:
           "examples:")
     for variant, report in manifest["variants"].items():
         source_error = report["error_vs_source"]
+        if manifest["embedder_model"] == "yamnet":
+            print(f"  {variant:<8} {report['bytes'] / 1e6:6.1f} MB  {report['ms_per_example_2_threads']:6.1f} ms/frame"
+                  f"  vs source: max |embedding| err {source_error['max_abs_embedding_error']:.2e}, max |score| err "
+                  f"{source_error['max_abs_score_error']:.2e}")
+            continue
         line = (f"  {variant:<8} {report['bytes'] / 1e6:6.1f} MB  {report['ms_per_example_2_threads']:6.1f} ms/example"
                 f"  vs source: max |raw| err {source_error['max_abs_raw_error']:.2e}, uint8 differing "
                 f"{source_error['uint8_values_differing']:.2%}")

@@ -23,15 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from embed.params import VGGISH
 from embed.streaming import EmbeddedHop
+from homesound.frames import SAMPLE_RATE as RATE
+from homesound.frames import FrameSpec
 from hub.listen import EventReport, Sink, iso_time
 
 log = logging.getLogger(__name__)
-
-HOP_SAMPLES = VGGISH.example_samples
-OVERLAP_SAMPLES = VGGISH.example_overlap_samples
-RATE = VGGISH.sample_rate
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,7 @@ class ClipSettings:
 class _OpenClip:
     report: EventReport  # the 'start' update
     first_hop: int  # segment hop index the clip starts at
-    audio: list[np.ndarray] = field(default_factory=list)  # from first_hop * HOP_SAMPLES on
+    audio: list[np.ndarray] = field(default_factory=list)  # from first_hop's first sample on
     samples: int = 0
     hops: list[EmbeddedHop] = field(default_factory=list)
 
@@ -64,19 +61,23 @@ class FinishedClip:
 
 class ClipRecorder(Sink):
     def __init__(self, settings: ClipSettings, *, detector: str, embedder_id: str, embedder_provenance: dict,
-                 run_id: int | None = None):
+                 frames: FrameSpec, class_names: tuple[str, ...] | None = None, run_id: int | None = None):
         self.settings = settings
         self.detector = detector
         self.embedder_id = embedder_id
         self.embedder_provenance = embedder_provenance
+        self.frames = frames
+        self.class_names = class_names
         self.run_id = run_id
+        self._hop_samples = frames.hop_samples
+        self._overlap_samples = frames.window_samples - frames.hop_samples
         self.saved = 0
         self.dropped = 0
         Path(settings.directory).mkdir(parents=True, exist_ok=True)
-        self._pre_roll_hops = math.ceil(settings.pre_roll_seconds / VGGISH.example_seconds)
-        self._max_hops = max(1, math.floor(settings.max_clip_seconds / VGGISH.example_seconds))
+        self._pre_roll_hops = math.ceil(settings.pre_roll_seconds / self.frames.hop_seconds)
+        self._max_hops = max(1, math.floor(settings.max_clip_seconds / self.frames.hop_seconds))
         # Enough history to reach pre_roll before an onset that is confirmed a few hops late.
-        self._ring_samples = (self._pre_roll_hops + 16) * HOP_SAMPLES + OVERLAP_SAMPLES
+        self._ring_samples = (self._pre_roll_hops + 16) * self._hop_samples + self._overlap_samples
         self._segment_start = 0.0
         self._audio: deque[np.ndarray] = deque()
         self._audio_start = 0  # segment sample index of the ring's first sample
@@ -99,7 +100,7 @@ class ClipRecorder(Sink):
         self._audio.append(block)
         self._audio_samples += len(block)
         for clip in self._open.values():
-            if clip.samples < self._max_hops * HOP_SAMPLES + OVERLAP_SAMPLES:
+            if clip.samples < self._max_hops * self._hop_samples + self._overlap_samples:
                 clip.audio.append(block)
                 clip.samples += len(block)
         while self._audio and self._audio_samples - len(self._audio[0]) >= self._ring_samples:
@@ -125,14 +126,14 @@ class ClipRecorder(Sink):
         self._writer.join(timeout=30.0)
 
     def _hop_of(self, stream_seconds: float) -> int:
-        return int(round((stream_seconds - self._segment_start) / VGGISH.example_seconds))
+        return int(round((stream_seconds - self._segment_start) / self.frames.hop_seconds))
 
     def _open_clip(self, report: EventReport) -> _OpenClip:
-        earliest = -(-self._audio_start // HOP_SAMPLES)  # first whole hop still in the ring
+        earliest = -(-self._audio_start // self._hop_samples)  # first whole hop still in the ring
         first_hop = max(0, earliest, self._hop_of(report.update.event.start) - self._pre_roll_hops)
         clip = _OpenClip(report, first_hop)
         ring = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
-        clip.audio.append(ring[first_hop * HOP_SAMPLES - self._audio_start:])
+        clip.audio.append(ring[first_hop * self._hop_samples - self._audio_start:])
         clip.samples = len(clip.audio[0])
         clip.hops = [hop for hop in self._hops if hop.index >= first_hop][: self._max_hops]
         return clip
@@ -142,10 +143,10 @@ class ClipRecorder(Sink):
         hops = [hop for hop in clip.hops if hop.index < self._hop_of(event.end)]
         if not hops:
             return
-        audio = np.concatenate(clip.audio)[: len(hops) * HOP_SAMPLES + OVERLAP_SAMPLES]
-        clip_start = self._segment_start + clip.first_hop * VGGISH.example_seconds
+        audio = np.concatenate(clip.audio)[: len(hops) * self._hop_samples + self._overlap_samples]
+        clip_start = self._segment_start + clip.first_hop * self.frames.hop_seconds
         finished = FinishedClip(audio, hops, report, event.start - clip_start,
-                                min(event.end, self._segment_start + (hops[-1].index + 1) * VGGISH.example_seconds)
+                                min(event.end, self._segment_start + (hops[-1].index + 1) * self.frames.hop_seconds)
                                 - clip_start)
         try:
             self._writes.put_nowait(finished)
@@ -179,9 +180,12 @@ class ClipRecorder(Sink):
         stat = path.stat()
         with Workspace(self.settings.workspace) as workspace:
             if self.settings.store_embeddings:
-                register_embedder(workspace, self.embedder_id, self.embedder_provenance)
+                register_embedder(workspace, self.embedder_id, self.embedder_provenance, frames=self.frames,
+                                  class_names=self.class_names)
+                scores = (np.stack([h.class_scores for h in clip.hops]) if self.frames.class_count else None)
                 embedding = StoredEmbedding(digest, self.embedder_id, np.stack([h.embedding for h in clip.hops]),
-                                            np.stack([h.raw_embedding for h in clip.hops]), VGGISH.example_seconds)
+                                            np.stack([h.raw_embedding for h in clip.hops]), self.frames.hop_seconds,
+                                            scores)
                 save_recording(workspace, path=str(path), size=stat.st_size, mtime_ns=stat.st_mtime_ns,
                                content_sha256=digest, status="embedded", duration_seconds=len(clip.samples) / RATE,
                                sample_rate=RATE, channels=1, audio_format="WAV/FLOAT", run_id=self.run_id,

@@ -20,7 +20,7 @@ from typing import Callable, TextIO
 
 import numpy as np
 
-from classify.events import HOP_SECONDS, EventUpdate
+from classify.events import EventUpdate
 from classify.stream import HopResult, LiveDetector
 from embed.sources import Block, SourceReader, SourceStatus
 from embed.streaming import EmbeddedHop, StreamingEmbedder
@@ -199,11 +199,11 @@ class Listener:
 
     def _hops(self, hops: list[EmbeddedHop], started: float) -> None:
         for hop in hops:
-            result = self.detector.push(hop.embedding, hop.raw_embedding)
+            result = self.detector.push(hop.embedding, hop.raw_embedding, hop.class_scores)
             now = time.time()
             latency = now - self.wall_of(result.end_seconds)
             self.summary.hops += 1
-            self.summary.seconds += HOP_SECONDS
+            self.summary.seconds += hop.hop_seconds
             self.summary.latencies.append(latency)
             if len(self.summary.latencies) > ListenSummary.LATENCY_WINDOW:
                 del self.summary.latencies[: len(self.summary.latencies) // 2]

@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 from homesound import __version__
 from homesound.backoff import Backoff
 from homesound.errors import HomesoundError
+from homesound.redact import redact_text, redact_url, url_secrets
 from hub.listen import EventReport, Sink, iso_time
 
 log = logging.getLogger(__name__)
@@ -57,16 +58,22 @@ class MqttSettings:
     @classmethod
     def from_url(cls, url: str, **options) -> "MqttSettings":
         """mqtt://[user[:password]@]host[:port] or mqtts://...; the password may come from $HOMESOUND_MQTT_PASSWORD."""
-        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise HomesoundError(f"--mqtt {url!r}: use mqtt://[user[:password]@]host[:port] (or mqtts:// for TLS)")
+        url = url if "://" in url else f"mqtt://{url}"
+        shown = redact_url(url)  # the password never reaches a message
+        try:
+            parts = urlsplit(url)
+            hostname = parts.hostname
+        except ValueError:
+            raise HomesoundError(f"--mqtt {shown}: not a URL; use mqtt://[user[:password]@]host[:port]") from None
+        if parts.scheme not in ("mqtt", "mqtts") or not hostname:
+            raise HomesoundError(f"--mqtt {shown}: use mqtt://[user[:password]@]host[:port] (or mqtts:// for TLS)")
         tls = parts.scheme == "mqtts"
         try:
             port = parts.port or (8883 if tls else 1883)
         except ValueError:
-            raise HomesoundError(f"--mqtt {url!r}: the port is not a number") from None
+            raise HomesoundError(f"--mqtt {shown}: the port is not a number from 1 to 65535") from None
         password = unquote(parts.password) if parts.password else os.environ.get(PASSWORD_ENV)
-        return cls(host=parts.hostname, port=port, username=unquote(parts.username) if parts.username else None,
+        return cls(host=hostname, port=port, username=unquote(parts.username) if parts.username else None,
                    password=password, tls=tls, **options)
 
 
@@ -88,6 +95,7 @@ class HomeAssistantMqtt(Sink):
         self._attributes: dict[str, dict] = {}
         self._client = None
         self.connections = 0
+        self.failed_attempts = 0
 
     # topics
     @property
@@ -138,6 +146,7 @@ class HomeAssistantMqtt(Sink):
         client.reconnect_delay_set(self.settings.reconnect_min_seconds, self.settings.reconnect_max_seconds)
         client.max_queued_messages_set(self.settings.max_queued_messages)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         self._client = client
         client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive_seconds)
@@ -170,10 +179,18 @@ class HomeAssistantMqtt(Sink):
             self._publish(self.attributes_topic(label), json.dumps(attributes))
             self._publish(self.state_topic(label), self._states[label])
 
+    @property
+    def undelivered(self) -> bool:
+        """True when the broker was never reached: nothing this run detected got to Home Assistant."""
+        return self.connections == 0
+
     def close(self) -> None:
         """Every sensor OFF, then offline (a clean disconnect does not fire the last will)."""
         if self._client is None:
             return
+        if self.connections == 0:
+            log.warning("MQTT broker %s:%d was never reached (%d attempts): nothing was published",
+                        self.settings.host, self.settings.port, self.failed_attempts)
         with self._lock:
             self._states = {label: OFF for label in self.classes}
             self._available = False
@@ -205,6 +222,12 @@ class HomeAssistantMqtt(Sink):
                 self._publish(self.attributes_topic(label), json.dumps(self._attributes[label]))
                 self._publish(self.state_topic(label), self._states[label])
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        """paho could not reach the broker (refused, unknown host, timeout); it retries with backoff."""
+        self.failed_attempts += 1
+        log.warning("MQTT broker %s:%d is not reachable (attempt %d); retrying with backoff up to %d s",
+                    self.settings.host, self.settings.port, self.failed_attempts, self.settings.reconnect_max_seconds)
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code != 0:
             log.warning("MQTT connection to %s:%d lost (%s); reconnecting", self.settings.host, self.settings.port,
@@ -225,8 +248,10 @@ class Webhook(Sink):
 
     def __init__(self, url: str, timeout: float = 5.0):
         if urlsplit(url).scheme not in ("http", "https"):
-            raise HomesoundError(f"--webhook {url!r}: give an http:// or https:// URL")
+            raise HomesoundError(f"--webhook {redact_url(url, hide_path=True)}: give an http:// or https:// URL")
         self.url = url
+        self.shown_url = redact_url(url, hide_path=True)  # the path of a webhook URL is its secret
+        self._secrets = url_secrets(url, hide_path=True)
         self.timeout = timeout
         self.dropped = 0
         self.delivered = 0
@@ -240,7 +265,7 @@ class Webhook(Sink):
             self._queue.put_nowait(report.record())
         except queue.Full:
             self.dropped += 1
-            log.warning("webhook %s is not keeping up: %d event updates dropped", self.url, self.dropped)
+            log.warning("webhook %s is not keeping up: %d event updates dropped", self.shown_url, self.dropped)
 
     def close(self) -> None:
         """Deliver what is queued (a few seconds at most), then stop."""
@@ -267,6 +292,7 @@ class Webhook(Sink):
             except (urllib.error.URLError, OSError) as error:
                 if attempt == self.ATTEMPTS or self._stop.is_set():
                     self.dropped += 1
-                    log.warning("webhook %s failed %d times (%s): event update dropped", self.url, attempt, error)
+                    log.warning("webhook %s failed %d times (%s): event update dropped", self.shown_url, attempt,
+                                redact_text(str(error), self._secrets))
                     return
                 self._stop.wait(backoff.next_delay())

@@ -13,10 +13,12 @@ CLIP_SECONDS = 5
 
 
 def household_recording(shared_data: Path, path: Path, scene: tuple[str, ...], offset: int = 0) -> list[tuple[str, float, float]]:
-    """Write one 5 s real clip per label in scene (44.1 kHz clips, the offset-th of each label on);
-    return the (label, start, end) of each piece in the recording."""
+    """Write one 5 s real clip per label in scene (44.1 kHz clips of at least 5 s, in path order, the
+    offset-th of each label on); return the (label, start, end) of each piece in the recording."""
     with open(shared_data / "clips.csv") as table:
-        rows = [r for r in csv.DictReader(table) if r["samplerate"] == str(RATE)]
+        rows = sorted((r for r in csv.DictReader(table)
+                       if r["samplerate"] == str(RATE) and float(r["seconds"]) >= CLIP_SECONDS),
+                      key=lambda r: r["path"])
     used: dict[str, int] = {}
     pieces, spans = [], []
     for index, label in enumerate(scene):

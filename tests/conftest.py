@@ -4,6 +4,7 @@ Label Studio server for the active-learning round trip."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def find_shared_data() -> Path | None:
-    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
-        if (candidate / "clips.csv").is_file():
-            return candidate
-    return None
+    """../shared/data beside the checkout (as in CI), or $HOMESOUND_SHARED_DATA for a checkout elsewhere."""
+    configured = os.environ.get("HOMESOUND_SHARED_DATA")
+    candidate = Path(configured) if configured else REPO.parent / "shared" / "data"
+    return candidate if (candidate / "clips.csv").is_file() else None
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +29,15 @@ def shared_data() -> Path:
     if found is None:
         pytest.fail("../shared/data (real clips and AudioSet metadata) is missing beside the checkout")
     return found
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    """The ffmpeg executable; tests that need it skip where it is missing (.ci/run installs it)."""
+    path = shutil.which("ffmpeg")
+    if path is None:
+        pytest.skip("ffmpeg is not installed (apt-get install ffmpeg; .ci/run installs it)")
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +50,7 @@ def vggish_files(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def checkpoint_embedder(vggish_files):
-    from embed.vggish import load_embedder
+    from embed.embedder import load_embedder
 
     return load_embedder(str(vggish_files.checkpoint), str(vggish_files.pca))
 
@@ -58,3 +68,12 @@ def label_studio(tmp_path_factory) -> label_studio_server.LabelStudioServer:
     server = label_studio_server.start_server(workdir, document_root)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def yamnet_tflite(shared_data) -> Path:
+    """Google's real YAMNet as TFLite (../shared/models/yamnet), with its class map beside it."""
+    path = shared_data.parent / "models" / "yamnet" / "yamnet.tflite"
+    if not path.is_file():
+        pytest.fail(f"{path} (the real YAMNet weights) is missing beside the checkout")
+    return path

@@ -161,8 +161,7 @@ def test_label_studio_settings_come_from_environment_or_file_never_printing_the_
 
 
 @pytest.mark.parametrize("suffix", [".flac", ".m4a"])
-def test_clips_are_cut_with_context_from_any_format_embed_reads(tmp_path, suffix):
-    import shutil
+def test_clips_are_cut_with_context_from_any_format_embed_reads(tmp_path, suffix, request):
     import subprocess
 
     import soundfile as sf
@@ -176,7 +175,7 @@ def test_clips_are_cut_with_context_from_any_format_embed_reads(tmp_path, suffix
     sf.write(source, ramp, rate)
     if suffix == ".m4a":
         recording = tmp_path / "phone.m4a"
-        subprocess.run([shutil.which("ffmpeg"), "-v", "error", "-i", str(source), str(recording)], check=True)
+        subprocess.run([request.getfixturevalue("ffmpeg"), "-v", "error", "-i", str(source), str(recording)], check=True)
     else:
         recording = source
     span = cut_clip(recording, 0.5, 5.5, 1.0, tmp_path / "clip.wav")

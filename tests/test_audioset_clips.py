@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import shutil
 import sys
 
 import numpy as np
@@ -13,7 +12,6 @@ import soundfile
 from audioset_fetch.segments import read_selection
 from homesound.cli import main
 
-REAL_FFMPEG = shutil.which("ffmpeg")
 SELECTION = """# homesound-audioset-selection/1
 # targets: {"targets":[{"mids":["/m/01j3sz"],"name":"laughter"}]}
 # config: {}
@@ -75,8 +73,7 @@ def test_unavailable_videos_are_reported_per_segment(selection_path, tmp_path, m
     assert "unavailable 2" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(REAL_FFMPEG is None, reason="ffmpeg is not installed")
-def test_a_segment_is_cut_by_ffmpeg_from_the_stream_yt_dlp_finds(selection_path, tmp_path, monkeypatch, capsys):
+def test_a_segment_is_cut_by_ffmpeg_from_the_stream_yt_dlp_finds(selection_path, tmp_path, monkeypatch, capsys, ffmpeg):
     """yt-dlp is replaced by a script that 'finds' a local 60-second file; the real ffmpeg cuts it."""
     source = tmp_path / "video_audio.wav"
     rate = 22050
@@ -85,7 +82,7 @@ def test_a_segment_is_cut_by_ffmpeg_from_the_stream_yt_dlp_finds(selection_path,
     tools = tmp_path / "bin"
     tools.mkdir()
     script(tools, "yt-dlp", f"print({str(source)!r})\n")
-    (tools / "ffmpeg").symlink_to(REAL_FFMPEG)
+    (tools / "ffmpeg").symlink_to(ffmpeg)
     monkeypatch.setenv("PATH", str(tools))
     dest = tmp_path / "clips"
     args = ["audioset", "clips", "--selection", str(selection_path), "--dest", str(dest), "--role", "positive"]

@@ -123,6 +123,7 @@ def test_detect_refuses_unclear_requests(trained, tmp_path, capsys):
 
 
 def test_train_on_an_empty_workspace_says_what_to_do(tmp_path, capsys):
+    Workspace(tmp_path / "empty.db").close()  # a workspace with nothing embedded or labeled yet
     assert main(["train", "--workspace", str(tmp_path / "empty.db"), "--out", str(tmp_path / "m.pt")]) == 2
     assert "no labeled sequences" in capsys.readouterr().err
 
@@ -177,3 +178,16 @@ def test_audioset_segments_and_household_labels_train_one_detector(tmp_path, cap
     assert main(["train", "--workspace", str(workspace), "--out", str(tmp_path / "a.pt"), "--embedder",
                  "audioset-release", *TRAIN_FAST]) == 0
     assert Detector.load(tmp_path / "a.pt").embedder_ids == ("audioset-release",)
+
+
+def test_detect_writes_per_frame_probabilities_of_a_trained_detector(trained, tmp_path):
+    workspace, model, truth = trained
+    path = tmp_path / "probabilities.parquet"
+    assert main(["detect", "--workspace", str(workspace), "--model", str(model), "--out", str(tmp_path / "e.csv"),
+                 "--probabilities", str(path)]) == 0
+    table = pd.read_parquet(path)
+    assert list(table.columns) == ["path", "content_sha256", "start_seconds", "crying", "laughter"]
+    assert len(table) == sum(len(labels) for labels in truth.values())
+    one = table[table.content_sha256 == next(iter(truth))]
+    assert one.start_seconds.tolist() == pytest.approx([0.96 * i for i in range(len(one))])
+    assert one[["crying", "laughter"]].to_numpy().min() >= 0 and one[["crying", "laughter"]].to_numpy().max() <= 1

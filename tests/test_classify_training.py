@@ -202,7 +202,7 @@ def test_embeddings_of_another_provenance_are_refused(weak_detector, tmp_path):
     with pytest.raises(HomesoundError, match="expects audioset_uint8"):
         weak_detector.probabilities(embedding.astype(np.float32), SYNTHETIC_EMBEDDER)
     (tmp_path / "garbage.pt").write_bytes(b"not a model")
-    with pytest.raises(HomesoundError, match="not a readable homesound detector"):
+    with pytest.raises(HomesoundError, match="not a homesound model file"):
         Detector.load(tmp_path / "garbage.pt")
 
 

@@ -15,7 +15,7 @@ from embed.pipeline import embed_file, embed_waveform
 from embed.postprocess import PCAParams, dequantize, postprocess
 from embed.random_weights import random_weights, write_checkpoint
 from embed.resample import resample_whole
-from embed.vggish import load_embedder
+from embed.embedder import load_embedder
 from homesound.errors import ModelSourceError
 
 

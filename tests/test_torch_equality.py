@@ -15,7 +15,7 @@ from embed.random_weights import random_weights, write_checkpoint
 from embed.resample import resample_whole
 from embed.tflite import embedding_error
 from embed.torch_network import TorchNetwork, google_weights, to_torch_layout
-from embed.vggish import EmbedderConfig, load_embedder
+from embed.embedder import EmbedderConfig, load_embedder
 
 RELATIVE_TOLERANCE = 1e-4  # the project's promise: raw embedding relative error, and uint8 within 1
 

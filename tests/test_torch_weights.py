@@ -14,7 +14,7 @@ import pytest
 
 from embed.random_weights import random_weights, write_checkpoint
 from embed.torch_weights import SUFFIX, cache_path, find_converted
-from embed.vggish import EmbedderConfig, load_embedder
+from embed.embedder import EmbedderConfig, load_embedder
 from homesound.cli import main
 from tests.test_embed import local_hub  # noqa: F401 (the stand-in TF Hub server fixture)
 
@@ -124,7 +124,7 @@ def test_read_only_source_folder_uses_the_cache(tmp_path, own_checkpoint, monkey
         assert embedder.converted_path == str(cached) and cached.is_file()
         assert not Path(f"{own_checkpoint}{SUFFIX}").exists()
         result = run_without_tensorflow(f"""
-            from embed.vggish import EmbedderConfig, load_embedder
+            from embed.embedder import EmbedderConfig, load_embedder
             embedder = load_embedder(config=EmbedderConfig({str(own_checkpoint)!r}, backend="torch"))
             print(embedder.embedder_id, embedder.converted_path)
         """, env={"TFHUB_CACHE_DIR": str(tmp_path / "cache")})
@@ -146,7 +146,7 @@ def test_hub_handle_converts_once_then_needs_neither_tensorflow_nor_the_network(
     result = run_without_tensorflow(f"""
         import numpy as np
         from embed.pipeline import embed_waveform
-        from embed.vggish import EmbedderConfig, load_embedder
+        from embed.embedder import EmbedderConfig, load_embedder
         embedder = load_embedder(config=EmbedderConfig({handle!r}, {str(vggish_files.pca)!r}, backend="torch"))
         print(embedder.embedder_id, len(embed_waveform(np.zeros(32000), 16000, embedder)))
     """, env={"TFHUB_CACHE_DIR": str(cache)})

@@ -333,19 +333,22 @@ def status_section(workspace: Workspace) -> dict:
     """Counts by status, hours, failures with reasons, and what each embedder has done."""
     counts = {row["status"]: row["n"] for row in workspace.query(
         "SELECT status, COUNT(*) AS n FROM recordings GROUP BY status ORDER BY status")}
+    # One hour figure everywhere: the audio of each distinct content once (copies are not more audio).
     totals = workspace.query(
-        "SELECT COUNT(DISTINCT content_sha256) AS contents, COALESCE(SUM(duration_seconds), 0) / 3600.0 AS hours"
-        " FROM recordings WHERE status='embedded'")[0]
+        "SELECT COUNT(*) AS contents, COALESCE(SUM(seconds), 0) / 3600.0 AS hours FROM ("
+        " SELECT MAX(duration_seconds) AS seconds FROM recordings WHERE status='embedded'"
+        " GROUP BY content_sha256)")[0]
     failures = [{"path": row["path"], "error": row["error"]} for row in workspace.query(
         "SELECT path, error FROM recordings WHERE status='failed' ORDER BY path")]
     embedders = [
         {"embedder_id": row["id"], "source": json.loads(row["provenance_json"]).get("source"),
          "model": _frame_spec(row["frames_json"]).model, "dimension": _frame_spec(row["frames_json"]).dimension,
-         "contents": row["contents"], "hours": row["frames"] * row["hop"] / 3600.0,
+         "contents": row["contents"], "hours": row["seconds"] / 3600.0,
          "stored_bytes": row["bytes"], "shorter_than_one_example": row["empty"], "created_at": row["created_at"]}
         for row in workspace.query(
             "SELECT d.id, d.provenance_json, d.frames_json, d.created_at, COUNT(e.content_sha256) AS contents,"
-            " COALESCE(SUM(e.frames), 0) AS frames, COALESCE(MAX(e.hop_seconds), 0) AS hop,"
+            " COALESCE(SUM((SELECT MAX(r.duration_seconds) FROM recordings r"
+            "  WHERE r.content_sha256 = e.content_sha256)), 0) AS seconds,"
             " COALESCE(SUM(e.frames = 0), 0) AS empty,"
             " COALESCE(SUM(LENGTH(e.embedding) + COALESCE(LENGTH(e.raw_embedding), 0)"
             " + COALESCE(LENGTH(e.class_scores), 0)), 0) AS bytes"

@@ -23,6 +23,7 @@ from embed.audio_io import read_mono
 from embed.frontend import waveform_to_examples
 from embed.params import VGGISH
 from embed.resample import StreamingResampler
+from homesound.frames import VGGISH_FRAMES, FrameSpec
 from homesound.sequences import LabeledSequence
 
 CLASSES = ("crying", "laughter")
@@ -149,12 +150,14 @@ def training_sequences(clips: list[Clip], embeddings: list[np.ndarray], embedder
     return sequences
 
 
-def train_small_detector(sequences: list[LabeledSequence], embedder_provenance: dict | None = None):
+def train_small_detector(sequences: list[LabeledSequence], embedder_provenance: dict | None = None,
+                         frames: FrameSpec = VGGISH_FRAMES):
     from classify.training import train_detector
 
     return train_detector(
         sequences, ModelConfig(classes=CLASSES, projection_size=32, hidden_size=32, dropout=0.1),
-        TrainConfig(epochs=25, patience=6, seed=0, num_threads=1), embedder_provenance=embedder_provenance, progress=False)
+        TrainConfig(epochs=25, patience=6, seed=0, num_threads=1), embedder_provenance=embedder_provenance,
+        frames=frames, progress=False)
 
 
 def events_match(events: list[tuple[str, float, float]], truth: list[tuple[str, float, float]],

@@ -139,7 +139,7 @@ def test_file_source_at_real_time_takes_as_long_as_the_audio(household_audio):
 def test_streaming_embedder_equals_the_whole_file_in_any_block_sizes(vggish_files, household_audio):
     from embed.pipeline import embed_waveform
     from embed.streaming import StreamingEmbedder
-    from embed.vggish import EmbedderConfig, load_embedder
+    from embed.embedder import EmbedderConfig, load_embedder
 
     embedder = load_embedder(config=EmbedderConfig(str(vggish_files.checkpoint), str(vggish_files.pca),
                                                    batch_size=1))
@@ -195,10 +195,11 @@ def test_live_detector_gives_the_batch_events_and_closes_them_at_a_break():
     rules = EventSettings(on_threshold=float(np.quantile(probabilities, 0.85)),
                           off_threshold=float(np.quantile(probabilities, 0.75)), min_event_seconds=1.92,
                           merge_gap_seconds=1.92).rules(detector.thresholds)
-    expected = extract_events(probabilities, detector.classes, rules)
+    expected = extract_events(probabilities, detector.classes, rules, detector.frames.hop_seconds)
     assert len(expected) >= 2, "the planted stretch should give events"
 
-    live = LiveDetector(detector.stream(), detector.classes, rules, "test-embedder", "audioset_uint8")
+    live = LiveDetector(detector.stream(), detector.classes, rules, "test-embedder", "audioset_uint8",
+                        detector.frames.hop_seconds)
     updates = []
     for row in embedding:
         result = live.push(row, row.astype(np.float32))
