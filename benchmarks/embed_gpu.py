@@ -103,16 +103,26 @@ def write_synthetic_wav(path: str, seconds: float, seed: int) -> None:
 # --- decoding in worker processes --------------------------------------------------------------------------
 
 
-def decode_to_shared_memory(path: str) -> tuple:
+SHARED_MEMORY_NEEDED = 4 << 30  # files in flight; a small /dev/shm would kill a worker with SIGBUS when full
+
+
+def shared_memory_usable() -> bool:
+    try:
+        stats = os.statvfs("/dev/shm")
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize >= SHARED_MEMORY_NEEDED
+
+
+def decode_file(path: str, use_shared_memory: bool) -> tuple:
     """(shared memory name or None, samples or None, count, rate, worker CPU seconds): the main process copies it."""
     from multiprocessing import shared_memory
 
     started = time.process_time()
     mono, rate = read_wav(path)
-    try:
-        block = shared_memory.SharedMemory(create=True, size=max(1, mono.nbytes))
-    except OSError:  # no usable /dev/shm: pickled through the pipe instead (slower)
+    if not use_shared_memory:  # pickled through the pipe instead (slower)
         return None, mono, len(mono), rate, time.process_time() - started
+    block = shared_memory.SharedMemory(create=True, size=max(1, mono.nbytes))
     np.ndarray(mono.shape, np.float32, buffer=block.buf)[:] = mono
     name = block.name
     block.close()
@@ -396,6 +406,7 @@ def run(args) -> int:
     from embed.tflite import embedding_error
 
     workers = args.workers or max(1, (os.cpu_count() or 2) - 2)
+    use_shared_memory = shared_memory_usable()
     context = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA
     pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=context)
     device = torch.device(args.device)
@@ -403,8 +414,10 @@ def run(args) -> int:
         sys.exit("--device cuda: PyTorch sees no CUDA GPU here")
     torch.backends.cudnn.benchmark = True
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__} on {name}; {workers} decoding processes; RANDOM VGGish weights "
-          f"(speed does not depend on their values)" if not args.weights else f"weights {args.weights}")
+    print(f"torch {torch.__version__} on {name}; {workers} decoding processes handing over through "
+          f"{'shared memory' if use_shared_memory else 'pipes (/dev/shm too small)'}; "
+          + ("RANDOM VGGish weights (speed does not depend on their values)" if not args.weights
+             else f"weights {args.weights}"))
     filter_table = load_filter_table(args.data)
     started = time.perf_counter()
     pca_arrays = random_pca(0)
@@ -454,7 +467,7 @@ def run(args) -> int:
         while queue or in_flight:
             while queue and len(in_flight) < 2 * workers:
                 index, job = queue.pop(0)
-                in_flight[pool.submit(decode_to_shared_memory, job.path)] = index
+                in_flight[pool.submit(decode_file, job.path, use_shared_memory)] = index
             wait_started = time.perf_counter()
             done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
             waiting += time.perf_counter() - wait_started

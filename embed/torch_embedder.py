@@ -79,7 +79,7 @@ class TorchEmbedder(VGGishEmbedder):
     def run_network(self, examples: np.ndarray) -> np.ndarray:
         return self.network(np.asarray(examples, dtype=np.float32))
 
-    def measure_precision_deviation(self, count: int = 32) -> dict[str, float]:
+    def measure_precision_deviation(self, count: int = 8) -> dict[str, float]:
         """How far this precision is from float32, on log-mel-like random examples (printed, never silent)."""
         from embed.tflite import embedding_error
 

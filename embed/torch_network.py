@@ -108,7 +108,9 @@ def float32_precision(device: torch.device, precision: str) -> Iterator[None]:
     """Set how float32 matrix work runs on `device` for the block, then restore it.
 
     PyTorch lets cuDNN convolutions use TF32 by default on CUDA; AudioSet-compatible output needs
-    IEEE float32, so "float32" turns TF32 off explicitly and only "tf32" turns it on.
+    IEEE float32, so "float32" turns TF32 off explicitly and only "tf32" turns it on. PyTorch 2.9
+    replaced the allow_tf32 flags by fp32_precision settings (mixing the two raises): the new ones
+    are used where they exist.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -116,15 +118,22 @@ def float32_precision(device: torch.device, precision: str) -> Iterator[None]:
         with _autocast(device, precision):
             yield
         return
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    allow = precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = allow
-    torch.backends.cudnn.allow_tf32 = allow
+    new_api = hasattr(torch.backends.cudnn, "conv") and hasattr(torch.backends.cudnn.conv, "fp32_precision")
+    if new_api:
+        settings = [(torch.backends.cuda.matmul, "fp32_precision"), (torch.backends.cudnn.conv, "fp32_precision")]
+        wanted = "tf32" if precision == "tf32" else "ieee"
+    else:
+        settings = [(torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32")]
+        wanted = precision == "tf32"
+    saved = [getattr(owner, name) for owner, name in settings]
+    for owner, name in settings:
+        setattr(owner, name, wanted)
     try:
         with _autocast(device, precision):
             yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        for (owner, name), value in zip(settings, saved):
+            setattr(owner, name, value)
 
 
 def _autocast(device: torch.device, precision: str):

@@ -83,6 +83,7 @@ def test_every_weights_format_converts_to_the_same_network(tmp_path, vggish_file
         np.testing.assert_array_equal(expected[name], value)  # Google's layout survives the round trip
 
 
+@pytest.mark.slow
 def test_torch_network_equals_tf_network_on_log_mel_examples(tf_embedder):
     examples = np.random.default_rng(5).normal(-1.5, 2.0, (100, 96, 64)).astype(np.float32)  # not a batch multiple
     network = TorchNetwork(to_torch_layout(random_weights(0)), batch_size=32)
