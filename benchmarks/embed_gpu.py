@@ -160,19 +160,20 @@ class StageTimer:
         self.pending: list[tuple[str, object, object]] = []
         self.seconds: dict[str, float] = {}
 
-    def stage(self, name: str):
+    def stage(self, name: str, host: bool = False):
+        """`host`: work the CPU does itself (wall clock even on a GPU, where events would count idle gaps)."""
         timer = self
 
         class Stage:
             def __enter__(self):
-                if timer.cuda:
+                if timer.cuda and not host:
                     self.start = timer.torch.cuda.Event(enable_timing=True)
                     self.start.record()
                 else:
                     self.start = time.perf_counter()
 
             def __exit__(self, *exc):
-                if timer.cuda:
+                if timer.cuda and not host:
                     end = timer.torch.cuda.Event(enable_timing=True)
                     end.record()
                     timer.pending.append((name, self.start, end))
@@ -234,7 +235,7 @@ class GpuPipeline:
     def add(self, index: int, decoded: Decoded, keep_raw: bool) -> None:
         """One decoded file: copied once (into pinned memory on a GPU), then the shared memory is released."""
         torch = self.torch
-        with self.timer.stage("shared memory -> device"):
+        with self.timer.stage("shared memory -> pinned -> device (host)", host=True):
             if self.device.type == "cuda":
                 pinned = torch.empty(len(decoded.mono), dtype=torch.float32, pin_memory=True)
                 pinned.numpy()[:] = decoded.mono
@@ -487,8 +488,8 @@ def run(args) -> int:
         print(f"  {'decode (worker CPU seconds, all workers)':<44} {decode_cpu:8.2f} s")
         print(f"  {'main process waiting for decoded files':<44} {waiting:8.2f} s")
         for stage, seconds in stages.items():
-            where = "GPU" if device.type == "cuda" else "CPU"
-            print(f"  {stage + ' (' + where + ')':<44} {seconds:8.2f} s  {100 * seconds / wall:5.1f} % of wall")
+            where = "" if "(host)" in stage else " (GPU)" if device.type == "cuda" else " (CPU)"
+            print(f"  {stage + where:<44} {seconds:8.2f} s  {100 * seconds / wall:5.1f} % of wall")
 
         # The CPU's output on a subset.
         cpu_network = build_network(torch.device("cpu"), "float32", 64, True, args.weights)
