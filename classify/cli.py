@@ -33,6 +33,9 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
     fitting.add_argument("--classes", help="comma-separated targets (default: every target in the data)")
     fitting.add_argument("--target-precision", type=float,
                          help="calibrate each threshold for this precision (default: best F1)")
+    fitting.add_argument("--target-fpr", type=float,
+                         help="calibrate each threshold so at most this share of negative validation windows fires "
+                              "(e.g. 0.02; with --zero-shot the default is 0.02)")
     fitting.add_argument("--train-splits", default="train", help="comma-separated splits to train on (default train)")
     fitting.add_argument("--embedder", help="use only sequences embedded by this embedder id, or by any embedder "
                          "of this model (vggish, yamnet)")
@@ -43,9 +46,6 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
     zero_shot.add_argument("--zero-shot", action="store_true",
                            help="do not train: calibrate the zero-shot detector (YAMNet's own class scores) on the "
                                 "labeled windows of the training splits and save it as MODEL (JSON)")
-    zero_shot.add_argument("--target-fpr", type=float, default=0.02,
-                           help="--zero-shot: per-class threshold giving at most this false-positive rate on negative "
-                                "windows (default 0.02)")
     train.set_defaults(handler=run_train)
 
 
@@ -74,7 +74,7 @@ def add_training_options(parser: argparse.ArgumentParser, prefix: str = "") -> N
 
 
 def training_configs(args: argparse.Namespace, prefix: str = "", *, target_precision: float | None = None,
-                     train_splits: tuple[str, ...] = ("train",)):
+                     target_fpr: float | None = None, train_splits: tuple[str, ...] = ("train",)):
     """(ModelConfig, TrainConfig) from the options add_training_options added."""
     from classify.config import ModelConfig, TrainConfig
 
@@ -89,8 +89,9 @@ def training_configs(args: argparse.Namespace, prefix: str = "", *, target_preci
             epochs=value("epochs"), patience=value("patience"), batch_size=value("batch-size"),
             learning_rate=value("learning-rate"), validation_fraction=value("validation-fraction"),
             seed=value("seed"), num_threads=value("threads"),
-            threshold_mode="target_precision" if target_precision is not None else "max_f1",
-            target_precision=target_precision, train_splits=train_splits,
+            threshold_mode=("target_precision" if target_precision is not None
+                            else "target_fpr" if target_fpr is not None else "max_f1"),
+            target_precision=target_precision, target_fpr=target_fpr, train_splits=train_splits,
         )
     except ValueError as error:
         raise HomesoundError(str(error)) from error
@@ -167,7 +168,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.zero_shot:
         return run_zero_shot_calibration(args)
-    model, training = training_configs(args, target_precision=args.target_precision,
+    model, training = training_configs(args, target_precision=args.target_precision, target_fpr=args.target_fpr,
                                        train_splits=_split_list(args.train_splits))
     result = train_on_workspace(TrainJob(
         workspace=args.workspace, out=args.out, model=model, training=training,
@@ -179,23 +180,24 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_zero_shot_calibration(args: argparse.Namespace) -> int:
-    from classify.calibration import calibrate_zero_shot
+    from classify.calibration import DEFAULT_TARGET_FPR, calibrate_zero_shot
     from classify.zero_shot import ZeroShotDetector
     from homesound.workspace import Workspace
     from homesound.workspace.classify import register_model
     from homesound.workspace.runs import finish_run, start_run
     from homesound.workspace.training_data import iter_labeled_sequences
 
-    if not 0.0 <= args.target_fpr < 1.0:
-        raise HomesoundError(f"--target-fpr {args.target_fpr}: give a rate in [0, 1), e.g. 0.02")
+    target_fpr = DEFAULT_TARGET_FPR if args.target_fpr is None else args.target_fpr
+    if not 0.0 <= target_fpr < 1.0:
+        raise HomesoundError(f"--target-fpr {target_fpr}: give a rate in [0, 1), e.g. 0.02")
     splits = _split_list(args.train_splits)
-    with Workspace(args.workspace) as workspace:
+    with Workspace(args.workspace, create=False) as workspace:
         sequences = [s for s in iter_labeled_sequences(workspace) if s.split in splits and s.class_scores is not None
                      and (args.embedder is None or s.embedder_id == args.embedder)]
-        run_id = start_run(workspace, "train", {"zero_shot": True, "target_fpr": args.target_fpr,
+        run_id = start_run(workspace, "train", {"zero_shot": True, "target_fpr": target_fpr,
                                                 "train_splits": list(splits), "out": args.out})
         try:
-            detector = calibrate_zero_shot(ZeroShotDetector.builtin(), sequences, args.target_fpr)
+            detector = calibrate_zero_shot(ZeroShotDetector.builtin(), sequences, target_fpr)
             detector.metrics["run_id"] = run_id
             digest = detector.save(args.out)
             model_id = register_model(
@@ -293,12 +295,12 @@ def _detect_files(args, detector, settings):
     from tqdm.auto import tqdm
 
     from classify.detection import RecordingDetection, detect_events
-    from classify.frame_inputs import pick_input
+    from classify.frame_inputs import check_source, pick_input
     from embed.cli import embedder_from_args
     from embed.pipeline import embed_file
 
     embedder = embedder_from_args(args, default_model=detector.frames.model)
-    detector.check_embedder(embedder.embedder_id)  # before any audio is decoded
+    check_source(detector, embedder.embedder_id, embedder.class_names)  # before any audio is decoded
     detections, failures = [], 0
     for name in tqdm(args.files, desc="detect", unit="file", disable=len(args.files) < 2):
         try:
@@ -308,7 +310,7 @@ def _detect_files(args, detector, settings):
             print(f"homesound detect: skipped {error}", file=sys.stderr)
             continue
         embedding = pick_input(detector, embedding=embeddings.embedding, raw_embedding=embeddings.raw_embedding,
-                               what=str(name))
+                               class_scores=embeddings.class_scores, what=str(name))
         ((probabilities, events),) = detect_events(detector, [embedding], embeddings.embedder_id, settings)
         detections.append(RecordingDetection(str(name), None, probabilities, events, detector.frames.hop_seconds))
         _timeline(args, detector, detections[-1], settings)

@@ -8,7 +8,7 @@ from classify.events import EventRule
 
 RNN_KINDS = ("gru", "lstm")
 POOLING_KINDS = ("linear_softmax", "attention")
-THRESHOLD_MODES = ("max_f1", "target_precision")
+THRESHOLD_MODES = ("max_f1", "target_precision", "target_fpr")
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class TrainConfig:
     strong_loss_weight: float = 1.0
     threshold_mode: str = "max_f1"
     target_precision: float | None = None
+    target_fpr: float | None = None  # threshold_mode "target_fpr": at most this share of negative windows fires
     train_splits: tuple[str, ...] = ("train",)
 
     def __post_init__(self) -> None:
@@ -70,6 +71,10 @@ class TrainConfig:
             raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES}, got {self.threshold_mode!r}")
         if (self.threshold_mode == "target_precision") != (self.target_precision is not None):
             raise ValueError("target_precision is given exactly when threshold_mode is 'target_precision'")
+        if (self.threshold_mode == "target_fpr") != (self.target_fpr is not None):
+            raise ValueError("target_fpr is given exactly when threshold_mode is 'target_fpr'")
+        if self.target_fpr is not None and not 0.0 <= self.target_fpr < 1.0:
+            raise ValueError(f"target_fpr must be in [0, 1), got {self.target_fpr}")
         if self.target_precision is not None and not 0.0 < self.target_precision <= 1.0:
             raise ValueError(f"target_precision must be in (0, 1], got {self.target_precision}")
         if not 0.0 < self.validation_fraction < 1.0:

@@ -26,7 +26,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -36,10 +36,14 @@ from embed.embedder import (
     ChunkFrames, Embedder, EmbedderConfig, build_embedder, embedder_identity, frames_of, locate_embedder,
 )
 from embed.pipeline import join_frames
+from embed.vggish import takes_examples
 from homesound.errors import HomesoundError
 from homesound.workspace import Workspace, recordings, runs
 from homesound.workspace.lock import JobLock
 from homesound.workspace.recordings import AudioFacts, FileIdentity, StoredEmbedding
+
+if TYPE_CHECKING:
+    from embed.ray_cluster import ClusterConfig
 
 COMMAND = "embed"
 HASH_AHEAD = 64  # hashed files waiting for a decoder
@@ -64,6 +68,7 @@ class ArchiveJobConfig:
     files_in_flight: int = 48  # files handed to workers at once; enough short clips to fill batches
     keep_raw: bool = False  # also store float32 raw embeddings (4x the space)
     retry_failed: bool = False  # try again files that failed before although unchanged
+    cluster: ClusterConfig | None = None  # run decoding and the network on a Ray cluster (embed/ray_cluster.py)
 
 
 @dataclass
@@ -150,7 +155,7 @@ def run_archive_job(workspace_path: str, config: ArchiveJobConfig, *, progress: 
         try:
             _record_problems(workspace, found, run_id, summary)
             if plan.todo:
-                with _ArchiveEmbedding(workspace, config, plan.todo, summary, located, progress) as job:
+                with _engine(config)(workspace, config, plan.todo, summary, located, progress) as job:
                     job.run()
         except BaseException:
             summary.elapsed_seconds = time.perf_counter() - started
@@ -160,6 +165,15 @@ def run_archive_job(workspace_path: str, config: ArchiveJobConfig, *, progress: 
         runs.finish_run(workspace, run_id, "completed" if summary.exit_status == 0 else "completed_with_failures",
                         summary.as_dict())
         return summary
+
+
+def _engine(config: ArchiveJobConfig) -> type["_ArchiveEmbedding"]:
+    """Who decodes and runs the network: this machine, or a Ray cluster (imported only when asked for)."""
+    if config.cluster is None:
+        return _ArchiveEmbedding
+    from embed.ray_cluster import ClusterEmbedding
+
+    return ClusterEmbedding
 
 
 def _record_problems(workspace: Workspace, found: Discovery, run_id: int, summary: JobSummary) -> None:
@@ -231,7 +245,7 @@ class _ArchiveEmbedding:
                  located, progress: bool | None):
         self.workspace, self.config, self.summary = workspace, config, summary
         self.todo = todo
-        self.send_examples = located.kind == "checkpoint"
+        self.send_examples = takes_examples(located)
         self.settings = WorkerSettings(config.embedder.batch_size, self.send_examples, config.files_per_worker)
         self.located = located
         self.hop_seconds = frames_of(located.model).hop_seconds
@@ -411,8 +425,13 @@ class _ArchiveEmbedding:
         if content.audio is None or content.examples_pending:
             return
         raw, scores = join_frames(content.frame_parts, self.embedder)
-        embedding = StoredEmbedding(content.sha256, self.summary.embedder_id, self.embedder.postprocess(raw),
-                                    raw if self.config.keep_raw else None, self.hop_seconds, scores)
+        self._write_embedded(file_id, StoredEmbedding(
+            content.sha256, self.summary.embedder_id, self.embedder.postprocess(raw),
+            raw if self.config.keep_raw else None, self.hop_seconds, scores))
+
+    def _write_embedded(self, file_id: int, embedding: StoredEmbedding) -> None:
+        """Every path holding the content and its embedding, in one transaction; the content is done."""
+        content = self.contents[file_id]
         facts = AudioFacts(**content.audio)
         recordings.save_recordings(self.workspace, [_identity(found) for found in content.files],
                                    content_sha256=content.sha256, status="embedded", audio=facts,
@@ -527,6 +546,7 @@ class _Progress:
         self.seconds = 0.0
         self.started = time.perf_counter()
         self.last_refresh = 0.0
+        self.detail = ""  # what the engine adds (a cluster: nodes busy)
         self.bar = tqdm(total=files, unit="file", file=sys.stderr, dynamic_ncols=True,
                         disable=(not sys.stderr.isatty()) if enabled is None else not enabled,
                         bar_format="{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} files [{elapsed}{postfix}]")
@@ -541,6 +561,16 @@ class _Progress:
             share = min(1.0, content.examples_done * self.hop_seconds / content.expected_seconds)
             self.partial_bytes[file_id] = content.files[0].size * share
         self._refresh()
+
+    def withdrawn(self, file_id: int, seconds: float) -> None:
+        """A file in flight that will be embedded again from the start (its worker was lost)."""
+        self.partial_bytes.pop(file_id, None)
+        self.seconds -= seconds
+
+    def note(self, detail: str) -> None:
+        if detail != self.detail:
+            self.detail = detail
+            self._refresh()
 
     def finished(self, files: list[FoundFile], file_id: int | None = None, remaining_seconds: float = 0.0) -> None:
         self.partial_bytes.pop(file_id, None)
@@ -558,7 +588,9 @@ class _Progress:
         rate = self.seconds / 3600 / (elapsed / 60) if elapsed > 0 else 0.0
         done = (self.finished_bytes + sum(self.partial_bytes.values())) / self.total_bytes
         eta = time.strftime("%H:%M:%S", time.gmtime(elapsed * (1 - done) / done)) if done > 0 else "?"
-        self.bar.set_postfix_str(f"{self.seconds / 3600:.2f} h audio, {rate:.1f} h/min, ETA {eta}", refresh=False)
+        detail = f", {self.detail}" if self.detail else ""
+        self.bar.set_postfix_str(f"{self.seconds / 3600:.2f} h audio, {rate:.1f} h/min, ETA {eta}{detail}",
+                                 refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

@@ -49,7 +49,21 @@ def add_embedder_options(parser: argparse.ArgumentParser, default_note: str = ""
     """The options that choose the embedder; shared by every command that embeds audio."""
     add_model_options(parser, default_note)
     parser.add_argument("--batch-size", type=positive_int, default=64, help="frames per network call (default 64)")
-    parser.add_argument("--no-xla", action="store_true", help="do not compile the VGGish network with XLA")
+    parser.add_argument("--no-xla", action="store_true", help="do not compile the VGGish network with XLA (--backend tf)")
+    add_backend_options(parser)
+
+
+def add_backend_options(parser: argparse.ArgumentParser, with_device: bool = True) -> None:
+    """How VGGish's network runs: the same embeddings (and embedder id) with either backend."""
+    parser.add_argument("--backend", choices=("tf", "torch"),
+                        help="VGGish with PyTorch (the default: Google's weights are converted once into a file beside "
+                             "them, then no TensorFlow is loaded) or TensorFlow; the same embeddings and embedder id "
+                             "(default: $HOMESOUND_VGGISH_BACKEND or torch)")
+    if with_device:
+        parser.add_argument("--device", default="cpu", help="VGGish torch backend: cpu (default), cuda or cuda:N")
+        parser.add_argument("--precision", choices=("float32", "tf32", "bf16"), default="float32",
+                            help="VGGish torch backend: float32 (default; AudioSet-compatible); tf32 (CUDA) and bf16 "
+                                 "are faster, print how far they are from float32, and get their own embedder id")
 
 
 def chosen_model(args: argparse.Namespace, default: str = "vggish") -> str:
@@ -69,8 +83,12 @@ def embedder_config_from_args(args: argparse.Namespace, default_model: str = "vg
     from embed.embedder import EmbedderConfig
 
     model = chosen_model(args, default_model)
+    runtime = {"backend": getattr(args, "backend", None), "device": getattr(args, "device", "cpu"),
+               "precision": getattr(args, "precision", "float32")}
+    if model == "yamnet" and runtime != {"backend": None, "device": "cpu", "precision": "float32"}:
+        raise HomesoundError("--backend, --device and --precision choose how VGGish runs; YAMNet runs as it is")
     values = {"batch_size": getattr(args, "batch_size", 64), "jit_compile": not getattr(args, "no_xla", False),
-              "source": args.yamnet if model == "yamnet" else args.vggish, **settings}
+              "source": args.yamnet if model == "yamnet" else args.vggish, **runtime, **settings}
     return EmbedderConfig(model=model, pca=args.pca, **values)
 
 
@@ -110,6 +128,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     archive.add_argument("--retry-failed", action="store_true",
                          help="read again files that failed before even if they did not change")
     archive.add_argument("--no-progress", action="store_true", help="no progress bar")
+    archive.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                         help="decode and run the network on a Ray cluster: the head node's HOST:PORT, or 'auto' "
+                              "(the default: $RAY_ADDRESS or the cluster this machine is in); every node must see "
+                              "the paths and the model files at the same place (pip install 'homesound[ray]')")
+    archive.add_argument("--ray-actors-per-node", type=positive_int, default=1, metavar="N",
+                         help="with --ray: network actors per node without GPUs, sharing its cores (default 1; "
+                              "a node with GPUs gets one per GPU)")
     embed.set_defaults(handler=run_embed)
 
     vggish = subcommands.add_parser("vggish", help="VGGish model files: convert, or make random test weights")
@@ -127,6 +152,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> int:
+    if args.ray is not None and not args.workspace:
+        raise HomesoundError("--ray embeds an archive into a workspace: add --workspace home.db")
     return run_embed_archive(args) if args.workspace else run_embed_files(args)
 
 
@@ -137,6 +164,7 @@ def run_embed_archive(args: argparse.Namespace) -> int:
     missing = [name for name in args.inputs if not os.path.lexists(name)]
     if missing:
         raise HomesoundError(f"no such file or folder: {', '.join(missing)}")
+    cluster = _cluster_config(args)
     config = ArchiveJobConfig(
         inputs=tuple(os.path.abspath(name) for name in args.inputs),
         extensions=parse_extensions(args.extensions),
@@ -144,10 +172,26 @@ def run_embed_archive(args: argparse.Namespace) -> int:
         workers=args.workers or default_workers(),
         keep_raw=args.keep_raw,
         retry_failed=args.retry_failed,
+        cluster=cluster,
     )
     summary = run_archive_job(args.workspace, config, progress=False if args.no_progress else None)
     print(summary.report())
     return summary.exit_status
+
+
+def _cluster_config(args: argparse.Namespace):
+    """The Ray options as a ClusterConfig, or None without --ray (Ray is then never imported)."""
+    if args.ray is None:
+        return None
+    from embed.ray_cluster import ClusterConfig
+
+    if os.sep in args.ray and os.path.exists(args.ray):
+        raise HomesoundError(f"--ray took {args.ray} as the cluster's address; put --ray after the paths, "
+                             "or write --ray auto")
+    if args.workers is not None:
+        raise HomesoundError("--workers sets decoding processes on this machine; with --ray the cluster decodes "
+                             "(one task per CPU that `ray start --num-cpus` gives each node)")
+    return ClusterConfig(address=args.ray, actors_per_node=args.ray_actors_per_node)
 
 
 def run_embed_files(args: argparse.Namespace) -> int:

@@ -123,6 +123,7 @@ def test_detect_refuses_unclear_requests(trained, tmp_path, capsys):
 
 
 def test_train_on_an_empty_workspace_says_what_to_do(tmp_path, capsys):
+    Workspace(tmp_path / "empty.db").close()  # a workspace with nothing embedded or labeled yet
     assert main(["train", "--workspace", str(tmp_path / "empty.db"), "--out", str(tmp_path / "m.pt")]) == 2
     assert "no labeled sequences" in capsys.readouterr().err
 
