@@ -185,7 +185,7 @@ class ZeroShotPriorLogistic:
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-4, 1 - 1e-4)
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)  # float16 scores reach ~1e-7: keep their order
     return np.log(p / (1 - p))
 
 
