@@ -208,7 +208,7 @@ class GpuPipeline:
     """Decoded mono audio -> uint8 embeddings, all on one device; network batches span files."""
 
     def __init__(self, device, network, pca: dict, batch_size: int, filter_table, timer: StageTimer,
-                 transfer: str = "pageable"):
+                 transfer: str = "pinned"):
         import torch
 
         from embed.params import VGGISH
@@ -579,9 +579,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="examples per network call "
                         "(default 1024 on cuda, 64 on cpu)")
     parser.add_argument("--workers", type=int, help="decoding processes (default: cores - 2)")
-    parser.add_argument("--transfer", choices=("pageable", "pinned"), default="pageable",
-                        help="how decoded audio reaches the GPU: straight from shared memory (default), or "
-                             "copied into pinned memory first")
+    parser.add_argument("--transfer", choices=("pinned", "pageable"), default="pinned",
+                        help="how decoded audio reaches the GPU: copied into pinned memory first (default; "
+                             "5,562x vs 5,199x end to end on an H200), or straight from shared memory")
     parser.add_argument("--reference-minutes", type=float, default=10.0,
                         help="audio checked against the CPU's output (one file of each origin at least)")
     parser.add_argument("--precisions", default=None,
