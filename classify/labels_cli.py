@@ -52,7 +52,7 @@ def run_import(args: argparse.Namespace) -> int:
         raise HomesoundError(f"--classes: {error}") from error
     rows, problems = read_source(args.source, config, parse_extensions(args.extensions))
     origin = origin_of(args.source)
-    with Workspace(args.workspace) as workspace:
+    with Workspace(args.workspace, create=False) as workspace:
         run_id = start_run(workspace, "labels import", {"source": origin, **dataclasses.asdict(config)})
         try:
             result = import_labels(workspace, rows, origin, config, problems)

@@ -21,14 +21,17 @@ from classify.data import (
     batches,
     check_single_embedder,
     classes_of,
+    clip_labels_on_frames,
     cut_into_windows,
     encode,
+    sequence_level_targets,
     split_by_group,
     summarize,
 )
 from classify.detector import Detector
 from classify.metrics import (
     average_precision,
+    calibrate_at_fpr,
     calibrate_threshold,
     nan_mean,
     precision_recall_f1,
@@ -187,11 +190,22 @@ def mean_average_precision(metrics: dict[str, dict[str, Any]]) -> float:
 
 
 def calibrate(
-    data: EncodedSequences, indices: np.ndarray, predictions: Predictions, target_precision: float | None
+    data: EncodedSequences, indices: np.ndarray, predictions: Predictions, target_precision: float | None,
+    target_fpr: float | None = None,
 ) -> dict[str, dict]:
     """Per-class thresholds on validation, on per-second labels where there are any (that is what
-    detection thresholds), else on pooled clip outputs."""
+    detection thresholds), else on pooled clip outputs. With target_fpr: on validation windows
+    instead, the lowest threshold at which at most that share of negative windows has a frame
+    reaching it (a window that fires is a false alarm)."""
     details = {}
+    if target_fpr is not None:
+        targets = sequence_level_targets(data)[indices]
+        window_max = np.stack([f.max(axis=0) if len(f) else np.zeros(len(data.classes)) for f in predictions.frames])
+        for column, name in enumerate(data.classes):
+            known = ~np.isnan(targets[:, column])
+            details[name] = {**calibrate_at_fpr(window_max[known, column], targets[known, column], target_fpr),
+                             "level": "window"}
+        return details
     for column, name in enumerate(data.classes):
         for level in ("frame", "clip"):
             scores, targets = scored_pairs(data, indices, predictions, column, level)
@@ -231,13 +245,16 @@ def train_detector(
     if wrong:
         raise HomesoundError(f"{len(wrong)} sequences (e.g. {wrong[0]}) are not {frames.dimension}-d "
                              f"{frames.model} embeddings; train on one embedder's embeddings")
+    if train_config.clip_labels == "frames":
+        usable = clip_labels_on_frames(usable)
     data = encode(cut_into_windows(usable, train_config.window_frames), classes)
     train_indices, validation_indices = split_by_group(data, train_config.validation_fraction, train_config.seed)
 
     with torch_threads(train_config.num_threads):
         model, history, best_epoch = _fit(data, train_indices, validation_indices, model_config, train_config, progress)
         validation, _ = predict(model, data, validation_indices, train_config.batch_size)
-    threshold_details = calibrate(data, validation_indices, validation, train_config.target_precision)
+    threshold_details = calibrate(data, validation_indices, validation, train_config.target_precision,
+                                  train_config.target_fpr)
     thresholds = {name: detail["threshold"] for name, detail in threshold_details.items()}
     validation_metrics = class_metrics(data, validation_indices, validation, thresholds)
     return Detector(

@@ -36,6 +36,7 @@ from embed.embedder import (
     ChunkFrames, Embedder, EmbedderConfig, build_embedder, embedder_identity, frames_of, locate_embedder,
 )
 from embed.pipeline import join_frames
+from embed.vggish import takes_examples
 from homesound.errors import HomesoundError
 from homesound.workspace import Workspace, recordings, runs
 from homesound.workspace.lock import JobLock
@@ -244,7 +245,7 @@ class _ArchiveEmbedding:
                  located, progress: bool | None):
         self.workspace, self.config, self.summary = workspace, config, summary
         self.todo = todo
-        self.send_examples = located.kind == "checkpoint"
+        self.send_examples = takes_examples(located)
         self.settings = WorkerSettings(config.embedder.batch_size, self.send_examples, config.files_per_worker)
         self.located = located
         self.hop_seconds = frames_of(located.model).hop_seconds

@@ -240,6 +240,10 @@ def _declared_seconds(path: Path, sound: soundfile.SoundFile, info: AudioInfo) -
             frame_bytes = (_wav_bits(path) + 7) // 8 * info.channels if data_bytes else 0
             if data_bytes and frame_bytes:
                 return data_bytes / frame_bytes / info.sample_rate
+        if sound.format == "AIFF":
+            frames = _aiff_declared_frames(path)
+            if frames:
+                return frames / info.sample_rate
     except OSError:
         return frames_seconds
     return frames_seconds
@@ -276,6 +280,25 @@ def _wav_bits(path: Path) -> int:
                 file.seek(offset + 14)
                 return struct.unpack("<H", file.read(2))[0]
     return 0
+
+
+def _aiff_declared_frames(path: Path) -> int | None:
+    """numSampleFrames of an AIFF file's COMM chunk (big-endian IFF chunks after 'FORM....AIFF')."""
+    with open(path, "rb") as file:
+        head = file.read(12)
+        if len(head) < 12 or head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
+            return None
+        offset = 12
+        while True:
+            file.seek(offset)
+            header = file.read(8)
+            if len(header) < 8:
+                return None
+            size = struct.unpack(">I", header[4:])[0]
+            if header[:4] == b"COMM":
+                body = file.read(6)
+                return struct.unpack(">I", body[2:6])[0] if len(body) == 6 else None
+            offset += 8 + size + (size & 1)
 
 
 def _ogg_ends_properly(path: Path) -> bool:

@@ -49,7 +49,21 @@ def add_embedder_options(parser: argparse.ArgumentParser, default_note: str = ""
     """The options that choose the embedder; shared by every command that embeds audio."""
     add_model_options(parser, default_note)
     parser.add_argument("--batch-size", type=positive_int, default=64, help="frames per network call (default 64)")
-    parser.add_argument("--no-xla", action="store_true", help="do not compile the VGGish network with XLA")
+    parser.add_argument("--no-xla", action="store_true", help="do not compile the VGGish network with XLA (--backend tf)")
+    add_backend_options(parser)
+
+
+def add_backend_options(parser: argparse.ArgumentParser, with_device: bool = True) -> None:
+    """How VGGish's network runs: the same embeddings (and embedder id) with either backend."""
+    parser.add_argument("--backend", choices=("tf", "torch"),
+                        help="VGGish with PyTorch (the default: Google's weights are converted once into a file beside "
+                             "them, then no TensorFlow is loaded) or TensorFlow; the same embeddings and embedder id "
+                             "(default: $HOMESOUND_VGGISH_BACKEND or torch)")
+    if with_device:
+        parser.add_argument("--device", default="cpu", help="VGGish torch backend: cpu (default), cuda or cuda:N")
+        parser.add_argument("--precision", choices=("float32", "tf32", "bf16"), default="float32",
+                            help="VGGish torch backend: float32 (default; AudioSet-compatible); tf32 (CUDA) and bf16 "
+                                 "are faster, print how far they are from float32, and get their own embedder id")
 
 
 def chosen_model(args: argparse.Namespace, default: str = "vggish") -> str:
@@ -69,8 +83,12 @@ def embedder_config_from_args(args: argparse.Namespace, default_model: str = "vg
     from embed.embedder import EmbedderConfig
 
     model = chosen_model(args, default_model)
+    runtime = {"backend": getattr(args, "backend", None), "device": getattr(args, "device", "cpu"),
+               "precision": getattr(args, "precision", "float32")}
+    if model == "yamnet" and runtime != {"backend": None, "device": "cpu", "precision": "float32"}:
+        raise HomesoundError("--backend, --device and --precision choose how VGGish runs; YAMNet runs as it is")
     values = {"batch_size": getattr(args, "batch_size", 64), "jit_compile": not getattr(args, "no_xla", False),
-              "source": args.yamnet if model == "yamnet" else args.vggish, **settings}
+              "source": args.yamnet if model == "yamnet" else args.vggish, **runtime, **settings}
     return EmbedderConfig(model=model, pca=args.pca, **values)
 
 

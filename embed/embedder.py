@@ -31,6 +31,9 @@ class EmbedderConfig:
     jit_compile: bool = True  # XLA for the VGGish checkpoint network (same results, faster on CPU)
     model: str = "vggish"  # "vggish" or "yamnet"
     threads: int | None = None  # TFLite interpreter threads (None: the runtime's default)
+    backend: str | None = None  # VGGish: "tf" or "torch"; None = $HOMESOUND_VGGISH_BACKEND or torch
+    device: str = "cpu"  # VGGish torch backend: "cpu", "cuda" or "cuda:N"
+    precision: str = "float32"  # VGGish torch backend: "tf32" (CUDA) and "bf16" are opt-in and change the id
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class EmbedderSource:
     pca: str | None = None  # VGGish: vggish_pca_params.npz
     model: str = "vggish"
     class_map: str | None = None  # YAMNet: yamnet_class_map.csv
+    runtime: object = None  # VGGish: how its network runs (embed.vggish.Runtime: backend, device, converted weights)
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,14 @@ class Embedder(ABC):
         """[N, dimension] raw embeddings -> the stored encoding of `frames`."""
 
 
+# Recorded in a provenance but not part of the id: where the files are, the program version, and which of
+# two backends that give the same numbers ran where (VGGish's tf and torch).
+NOT_IN_ID = ("source", "homesound_version", "backend", "device")
+
+
 def embedder_id_of(provenance: dict) -> str:
-    """What determines the numbers (not where the files are, nor the homesound version)."""
-    identity = {key: value for key, value in provenance.items() if key not in ("source", "homesound_version")}
+    """What determines the numbers (not where the files are, nor the homesound version, nor the backend)."""
+    identity = {key: value for key, value in provenance.items() if key not in NOT_IN_ID}
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return f"{provenance['model']}-{provenance['source_kind']}-{digest[:16]}"
 

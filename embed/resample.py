@@ -58,6 +58,14 @@ class StreamingResampler:
         self._buffer = np.zeros(self._taps + 2, dtype=np.float64)
         self._buffer_start = -(self._taps + 2)
 
+    @property
+    def polyphase(self) -> tuple[np.ndarray, int, int, int] | None:
+        """(phase table [period_out, width], period_in, period_out, input offset of a group's first tap)
+        for applying the same weights elsewhere (embed/torch_frontend.py); None for passthrough or odd rates."""
+        if self.passthrough or self._phases is None:
+            return None
+        return self._phases, self._period_in, self._period_out, self._lowest
+
     def push(self, samples: np.ndarray) -> np.ndarray:
         samples = np.asarray(samples, dtype=np.float64)
         self._received += len(samples)

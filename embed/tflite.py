@@ -32,12 +32,20 @@ LITERT_HINT = "install the TFLite runtime: pip install ai-edge-litert"
 
 def network_weights(embedder) -> dict[str, np.ndarray]:
     """The VGGish variables of a loaded embedder (checkpoint, SavedModel or TF Hub) by Google's names."""
+    network = getattr(embedder, "network", None)
+    if network is not None and hasattr(network, "weights"):  # CheckpointEmbedder: built from Google's names
+        return {name: variable.numpy() for name, variable in network.weights.items()}
+    if network is not None:  # the torch backend: its converted weights, back in Google's layout
+        from embed.torch_network import google_weights
+
+        return google_weights(network.module)
+    return savedmodel_weights(embedder.model, embedder.source)
+
+
+def savedmodel_weights(model, source: str) -> dict[str, np.ndarray]:
+    """The VGGish variables of a loaded SavedModel (ours or TF Hub's) by Google's names."""
     from embed.network import expected_shapes
 
-    network = getattr(embedder, "network", None)
-    if network is not None:  # CheckpointEmbedder: built from Google's names
-        return {name: variable.numpy() for name, variable in network.weights.items()}
-    model = embedder.model
     variables = getattr(model, "variables", None)
     if variables is None:
         variables = [v for function in model.__call__.concrete_functions for v in function.variables]
@@ -47,7 +55,7 @@ def network_weights(embedder) -> dict[str, np.ndarray]:
         wanted = _normalized(name)
         found = [variable for key, variable in by_name.items() if key == wanted or key.endswith("_" + wanted)]
         if len(found) != 1 or tuple(found[0].shape) != shape:
-            raise ModelSourceError(f"VGGish model {embedder.source}: cannot find variable {name} {shape} "
+            raise ModelSourceError(f"VGGish model {source}: cannot find variable {name} {shape} "
                                    "to convert; convert Google's vggish_model.ckpt instead")
         weights[name] = found[0].numpy()
     return weights

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from embed.embedder import (
-    Embedder, EmbedderConfig, EmbedderSource, directory_sha256, file_sha256, files_sha256, resolve_hub_handle,
-)
+from embed.embedder import Embedder, EmbedderConfig, EmbedderSource, file_sha256, files_sha256, resolve_hub_handle
 from embed.frontend import waveform_to_examples
 from embed.params import VGGISH
 from embed.postprocess import PCAParams, postprocess
@@ -25,6 +24,11 @@ from homesound.frames import VGGISH_FRAMES
 DEFAULT_HUB_HANDLE = "https://tfhub.dev/google/vggish/1"
 DEFAULT_PCA_URL = "https://storage.googleapis.com/audioset/vggish_pca_params.npz"
 SOURCE_ENV = "HOMESOUND_VGGISH"
+BACKEND_ENV = "HOMESOUND_VGGISH_BACKEND"
+BACKENDS = ("tf", "torch")
+# torch with channels-last oneDNN convolutions: ~25 % less CPU per example than TF with XLA on this
+# AVX2 machine, and a start-up without TensorFlow once the weights are converted (benchmarks/embed_speed.py).
+DEFAULT_BACKEND = "torch"
 PCA_ENV = "HOMESOUND_VGGISH_PCA"
 PCA_URL_ENV = "HOMESOUND_VGGISH_PCA_URL"
 PCA_FILE_NAME = "vggish_pca_params.npz"
@@ -36,14 +40,37 @@ POSTPROCESS_DESCRIPTION = "PCA (pca_eigen_vectors, pca_means); clip [-2, 2]; uin
 FRAMES = VGGISH_FRAMES
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """How the VGGish network runs: the backend (same numbers either way), and for torch its device,
+    precision (anything but float32 changes the numbers, hence the id) and converted weights."""
+
+    backend: str = "tf"
+    device: str = "cpu"
+    precision: str = "float32"
+    converted: object = None  # torch: embed.torch_weights.ConvertedWeights, once found or made
+
+
+def resolve_runtime(config: EmbedderConfig) -> Runtime:
+    backend = config.backend or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+    if backend not in BACKENDS:
+        raise ModelSourceError(f"VGGish backend {backend!r}: choose one of {', '.join(BACKENDS)} "
+                               f"(--backend or ${BACKEND_ENV})")
+    if backend == "tf" and (config.device != "cpu" or config.precision != "float32"):
+        raise ModelSourceError("--device and --precision choose how the torch network runs; add --backend torch")
+    return Runtime(backend, config.device, config.precision)
+
+
 class VGGishEmbedder(Embedder):
     """VGGish: aligned 16 kHz waveform chunks -> raw embeddings -> AudioSet uint8 features."""
 
     frames = VGGISH_FRAMES
 
-    def __init__(self, source: str, weights_sha256: str, pca: PCAParams, pca_sha256: str, config: EmbedderConfig):
+    def __init__(self, source: str, weights_sha256: str, pca: PCAParams, pca_sha256: str, config: EmbedderConfig,
+                 runtime: Runtime | None = None):
         self.pca = pca
-        super().__init__(source, make_provenance(self.kind, source, weights_sha256, pca_sha256), config)
+        runtime = runtime or resolve_runtime(config)
+        super().__init__(source, make_provenance(self.kind, source, weights_sha256, pca_sha256, runtime), config)
 
     def postprocess(self, raw: np.ndarray) -> np.ndarray:
         return postprocess(raw, self.pca)
@@ -58,7 +85,7 @@ class CheckpointEmbedder(VGGishEmbedder):
         from embed.network import CheckpointWeights, build_network
 
         self.network = build_network(CheckpointWeights(checkpoint), jit_compile=config.jit_compile)
-        super().__init__(checkpoint, _checkpoint_sha256(checkpoint), PCAParams.load(pca_path),
+        super().__init__(checkpoint, source_sha256("checkpoint", checkpoint), PCAParams.load(pca_path),
                          file_sha256(pca_path), config)
 
     def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
@@ -92,7 +119,8 @@ class SavedModelEmbedder(VGGishEmbedder):
         except (OSError, ValueError, tf.errors.OpError) as error:
             raise ModelSourceError(f"VGGish SavedModel {source}: cannot load ({str(error).splitlines()[0]})") from None
         self.model = model if callable(model) else model.signatures["serving_default"]
-        super().__init__(source, directory_sha256(directory), PCAParams.load(pca_path), file_sha256(pca_path), config)
+        super().__init__(source, source_sha256(kind, directory), PCAParams.load(pca_path), file_sha256(pca_path),
+                         config)
 
     def raw_embeddings(self, chunks: list[np.ndarray]) -> list[np.ndarray]:
         outputs = []
@@ -112,18 +140,42 @@ class SavedModelEmbedder(VGGishEmbedder):
 
 
 def locate(config: EmbedderConfig) -> EmbedderSource:
-    """Resolve the --vggish option without loading the network (a Hub handle is fetched or found in the cache)."""
+    """Resolve the --vggish option without loading the network; with the torch backend, find its converted weights.
+
+    A Hub handle is fetched or found in the cache, except when the torch backend already has its
+    weights converted: then neither TensorFlow nor the network is needed.
+    """
+    runtime = resolve_runtime(config)
+    located = _locate_source(config, runtime)
+    if runtime.backend != "torch" or located.runtime.converted is not None:
+        return located
+    from embed.torch_weights import find_converted
+
+    converted = find_converted(located.kind, located.source, located.location)
+    return replace(located, runtime=replace(runtime, converted=converted))
+
+
+def _locate_source(config: EmbedderConfig, runtime: Runtime) -> EmbedderSource:
     source = config.source or os.environ.get(SOURCE_ENV) or DEFAULT_HUB_HANDLE
     pca = config.pca or os.environ.get(PCA_ENV)
     path = Path(source).expanduser()
     if path.is_dir():
         if not (path / "saved_model.pb").exists():
             raise ModelSourceError(f"VGGish source {source} is a directory without saved_model.pb")
-        return EmbedderSource("savedmodel", str(path), str(path), pca or _pca_beside(path, source))
+        return EmbedderSource("savedmodel", str(path), str(path), pca or _pca_beside(path, source), runtime=runtime)
     if _is_checkpoint(path):
-        return EmbedderSource("checkpoint", str(path), str(path), pca or _pca_beside(path.parent, source))
+        return EmbedderSource("checkpoint", str(path), str(path), pca or _pca_beside(path.parent, source),
+                              runtime=runtime)
     if "://" in source or source.startswith(("tfhub.dev/", "www.kaggle.com/")):
-        return EmbedderSource("hub", source, resolve_hub_handle(source, "VGGish", "--vggish"), pca or download_pca())
+        if runtime.backend == "torch":
+            from embed.torch_weights import find_converted
+
+            converted = find_converted("hub", source, None)
+            if converted is not None:  # no TensorFlow, no network: the handle names immutable content
+                return EmbedderSource("hub", source, str(converted.path), pca or download_pca(),
+                                      runtime=replace(runtime, converted=converted))
+        return EmbedderSource("hub", source, resolve_hub_handle(source, "VGGish", "--vggish"), pca or download_pca(),
+                              runtime=runtime)
     raise ModelSourceError(
         f"VGGish source {source} not found: give a TF Hub handle, a SavedModel directory, or Google's "
         "vggish_model.ckpt (https://storage.googleapis.com/audioset/vggish_model.ckpt)"
@@ -131,21 +183,43 @@ def locate(config: EmbedderConfig) -> EmbedderSource:
 
 
 def build(located: EmbedderSource, config: EmbedderConfig) -> VGGishEmbedder:
+    if (located.runtime or resolve_runtime(config)).backend == "torch":
+        from embed.torch_embedder import TorchEmbedder
+
+        return TorchEmbedder(located, config)
     if located.kind == "checkpoint":
         return CheckpointEmbedder(located.location, located.pca, config)
     return SavedModelEmbedder(located.kind, located.source, located.location, located.pca, config)
 
 
 def provenance_of(located: EmbedderSource) -> dict:
-    """The provenance build() would give, from file hashes alone."""
-    if located.kind == "checkpoint":
-        weights_sha256 = _checkpoint_sha256(located.location)
+    """The provenance build() would give, from file hashes alone (converted torch weights record theirs)."""
+    runtime = located.runtime or Runtime()
+    if runtime.converted is not None:
+        weights_sha256 = runtime.converted.source_sha256
     else:
-        weights_sha256 = directory_sha256(located.location)
-    return make_provenance(located.kind, located.source, weights_sha256, file_sha256(located.pca))
+        weights_sha256 = source_sha256(located.kind, located.location)
+    return make_provenance(located.kind, located.source, weights_sha256, file_sha256(located.pca), runtime)
 
 
-def make_provenance(kind: str, source: str, weights_sha256: str, pca_sha256: str) -> dict:
+def takes_examples(located: EmbedderSource) -> bool:
+    """Whether archive decoders should send log-mel examples (for run_network) rather than 16 kHz waveforms:
+    a SavedModel has its front end inside, and on a GPU the torch front end runs there, not in the decoders."""
+    if located.model != "vggish":
+        return False
+    runtime = located.runtime or Runtime()
+    if runtime.backend == "torch":
+        return runtime.device == "cpu"
+    return located.kind == "checkpoint"
+
+
+def make_provenance(kind: str, source: str, weights_sha256: str, pca_sha256: str, runtime: Runtime | None = None
+                    ) -> dict:
+    """What made the numbers. The backend and device are recorded but stay out of the embedder id
+    (embed.embedder.NOT_IN_ID): in float32 the torch and TF networks give equal embeddings; any other
+    precision is recorded under "precision", which does enter the id."""
+    runtime = runtime or Runtime()
+    lower_precision = {"precision": runtime.precision} if runtime.precision != "float32" else {}
     return {
         "model": "vggish",
         "source_kind": kind,
@@ -157,6 +231,9 @@ def make_provenance(kind: str, source: str, weights_sha256: str, pca_sha256: str
         "hop_seconds": VGGISH.example_seconds,
         "quantized": True,
         "homesound_version": __version__,
+        "backend": runtime.backend,
+        "device": runtime.device,
+        **lower_precision,
     }
 
 
@@ -174,7 +251,7 @@ def _pca_beside(directory: Path, source: str) -> str:
     )
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
     base = os.environ.get("TFHUB_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "homesound")
     return Path(base)
@@ -185,7 +262,7 @@ def download_pca(url: str | None = None) -> str:
     from homesound.download import DownloadError, RemoteFile, download
 
     url = url or os.environ.get(PCA_URL_ENV) or DEFAULT_PCA_URL
-    folder = _cache_dir() / "vggish_pca" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    folder = cache_dir() / "vggish_pca" / hashlib.sha256(url.encode()).hexdigest()[:16]
     try:
         return str(download(RemoteFile(PCA_FILE_NAME, url), folder, progress=False))
     except DownloadError as error:
@@ -199,9 +276,19 @@ def _split_like(rows: np.ndarray, parts: list[np.ndarray]) -> list[np.ndarray]:
     return np.split(rows, bounds) if parts else []
 
 
-def _checkpoint_sha256(checkpoint: str) -> str:
-    path = Path(checkpoint)
+def source_files(kind: str, location: str) -> tuple[list[Path], Path]:
+    """The files of a checkpoint (one V1 file, or V2 index + data) or SavedModel, and the folder they are in."""
+    path = Path(location)
+    if kind != "checkpoint":
+        return sorted(p for p in path.rglob("*") if p.is_file()), path
     if path.is_file():
-        return file_sha256(path)
-    files = sorted(path.parent.glob(f"{path.name}.index")) + sorted(path.parent.glob(f"{path.name}.data-*"))
-    return files_sha256(files, path.parent)
+        return [path], path.parent
+    return sorted(path.parent.glob(f"{path.name}.index")) + sorted(path.parent.glob(f"{path.name}.data-*")), path.parent
+
+
+def source_sha256(kind: str, location: str) -> str:
+    """The weights_sha256 of a provenance: one V1 file's own hash, else names and hashes of all files."""
+    files, root = source_files(kind, location)
+    if kind == "checkpoint" and Path(location).is_file():
+        return file_sha256(files[0])
+    return files_sha256(files, root)

@@ -7,6 +7,7 @@ import importlib
 import logging
 import signal
 import sys
+import threading
 from typing import Sequence
 
 from homesound import __version__
@@ -64,7 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(arguments)
     setup_logging(args.verbose)
-    previous = {number: signal.signal(number, _stop) for number in STOP_SIGNALS}
+    # Python lets only the main thread set handlers; main() called from another thread (an embedding
+    # application, a test) keeps that application's own signal handling.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {number: signal.signal(number, _stop) for number in STOP_SIGNALS} if in_main_thread else {}
     try:
         return int(args.handler(args) or 0)
     except HomesoundError as error:
@@ -85,11 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def setup_logging(verbose: bool) -> None:
-    """INFO with -v, else warnings; every line goes through the URL redaction (libraries log URLs too)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactingFilter())
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler], force=True)
+    """INFO with -v, else warnings, on stderr unless the host program logs elsewhere already; every handler's
+    lines go through the URL redaction (libraries log URLs too)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(existing, RedactingFilter) for existing in handler.filters):
+            handler.addFilter(RedactingFilter())
 
 
 def _stop(signal_number: int, frame) -> None:

@@ -44,7 +44,8 @@ def prepare_folder(folder: str | os.PathLike, what: str = "output folder") -> Pa
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        why = WHY[errno.ENOSPC] if error.errno == errno.ENOSPC else f"{error.strerror}; choose a folder you can write to"
+        why = WHY.get(error.errno) if error.errno != errno.ENOENT else None
+        why = why or f"{error.strerror}; choose a folder you can write to"
         raise HomesoundError(f"cannot create {what} {folder}: {why}") from None
     if not os.access(folder, os.W_OK):
         reason = "the filesystem is read-only" if _read_only_filesystem(folder) else "permission denied"

@@ -115,6 +115,7 @@ def run_export(args: argparse.Namespace) -> int:
         raise HomesoundError("--out needs --workspace home.db (the workspace whose embeddings to export)")
 
     with open_existing(args.workspace) as workspace:
+        workspace.require_current("recordings")
         summary = export_embeddings_parquet(workspace, args.out, embedder_id=args.embedder, with_raw=args.raw)
     if not summary.rows and args.embedder:
         print(f"note: no embeddings by {args.embedder} in {args.workspace}")

@@ -33,7 +33,7 @@ def _register_listen(subcommands: argparse._SubParsersAction) -> None:
                     "the causal detector stepped with its "
                     "state carried (the same probabilities as homesound detect), events with hysteresis and a "
                     "hold time as JSON lines on stdout; optionally Home Assistant over MQTT, a webhook, and "
-                    "event clips saved into a workspace. SIGTERM/SIGINT stop it cleanly.",
+                    "event clips saved into a workspace. SIGTERM, SIGINT and SIGHUP stop it cleanly.",
     )
     model = listen.add_mutually_exclusive_group(required=True)
     model.add_argument("--model", metavar="MODEL.pt", help="a causal detector (full install: TensorFlow + torch)")
@@ -42,7 +42,10 @@ def _register_listen(subcommands: argparse._SubParsersAction) -> None:
                         help="VGGish variant of --hub DIR (default float32; a YAMNet hub has its one .tflite)")
     listen.add_argument("--threads", type=int, default=2, help="TFLite threads with --hub (default 2)")
     _add_embedder_options(listen)
-    listen.add_argument("--no-xla", action="store_true", help="do not compile the network with XLA")
+    listen.add_argument("--no-xla", action="store_true", help="do not compile the network with XLA (--backend tf)")
+    from embed.cli import add_backend_options
+
+    add_backend_options(listen, with_device=False)
 
     audio = listen.add_argument_group("audio source")
     audio.add_argument("--source", default="mic", metavar="SOURCE",
@@ -141,7 +144,7 @@ def run_listen(args: argparse.Namespace) -> int:
         sinks.append(run.recorder)
 
     stop = threading.Event()
-    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGTERM, signal.SIGINT)}
+    previous = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         reader = SourceReader(source, stall_seconds=args.stall_timeout)
         summary = Listener(reader, runtime.embedder_factory, live, sinks).run(stop)

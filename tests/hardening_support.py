@@ -25,10 +25,11 @@ def cli_command(*arguments: str, ordinary_user: bool = False, verbose: bool = Fa
 
 
 def run_cli(*arguments: str, ordinary_user: bool = False, verbose: bool = False, timeout: float = 300,
-            env: dict | None = None, **options) -> subprocess.CompletedProcess:
+            env: dict[str, str | None] | None = None, **options) -> subprocess.CompletedProcess:
     """The real `homesound` in its own process (stdout and stderr as text), from this checkout."""
     environment = {**os.environ, **(env or {})}
     environment.pop("PYTHONPATH", None)
+    environment = {key: value for key, value in environment.items() if value is not None}  # None: unset it
     return subprocess.run(cli_command(*arguments, ordinary_user=ordinary_user, verbose=verbose), cwd=REPO,
                           capture_output=True, text=True, timeout=timeout, env=environment, **options)
 

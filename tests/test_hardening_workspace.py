@@ -206,3 +206,17 @@ def test_status_gives_one_hour_total(tmp_path, clips, vggish_files, capsys):
     distinct = [path for path in archive.iterdir() if path.name != "copy_of_first.flac"]
     assert section["embedded_hours"] == pytest.approx(sum(soundfile.info(str(p)).duration for p in distinct) / 3600)
     assert not list(tmp_path.glob("*.lock"))
+
+
+def test_reading_commands_read_an_older_workspace_without_upgrading_it(tmp_path, capsys):
+    workspace = tmp_path / "home.db"
+    make_workspace(workspace)
+    with closing(sqlite3.connect(workspace)) as db:  # as if a newer homesound had not yet migrated recordings
+        db.execute("UPDATE schema_versions SET version = version - 1 WHERE component = 'recordings'")
+        db.commit()
+    before = workspace.read_bytes()
+    assert main(["status", "--workspace", str(workspace), "--json"]) == 0
+    assert "not yet upgraded" in json.loads(capsys.readouterr().out)["recordings"]["note"]
+    assert main(["export", "--workspace", str(workspace), "--out", str(tmp_path / "x.parquet")]) == 2
+    assert "written by an older homesound" in capsys.readouterr().err
+    assert workspace.read_bytes() == before and not (tmp_path / "x.parquet").exists()

@@ -22,6 +22,7 @@ from homesound.sequences import LabeledSequence
 from homesound.workspace import Workspace
 from homesound.workspace.classify import list_detections
 from homesound.workspace.recordings import StoredEmbedding, register_embedder, save_recording
+from homesound.workspace.training_data import split_of_group
 from tests.classify_helpers import content_hash
 
 
@@ -167,3 +168,56 @@ def test_zero_shot_needs_class_scores(tmp_path, capsys):
     assert main(["detect", "--workspace", str(workspace), "--model", "zero-shot", "--out",
                  str(tmp_path / "e.csv")]) == 2
     assert "YAMNet" in capsys.readouterr().err
+
+
+def test_zero_shot_on_real_yamnet_scores_of_shared_clips(shared_data, yamnet_tflite, tmp_path):
+    """Real weights, real clips: ESC-50's crying babies mostly score high for crying, knocking on wood does not."""
+    clips = pd.read_csv(shared_data / "clips.csv")
+    crying = sorted(clips[clips.origin.str.startswith("ESC-50 via") & (clips.label == "crying")].path)[:5]
+    knocks = sorted(clips[clips.origin.str.contains("door_wood_knock")].path)[:2]
+    files = [str(shared_data / p) for p in crying + knocks]
+    probabilities_path = tmp_path / "probabilities.csv"
+    assert main(["detect", *files, "--model", "zero-shot", "--yamnet", str(yamnet_tflite), "--out",
+                 str(tmp_path / "events.csv"), "--probabilities", str(probabilities_path)]) == 0
+    table = pd.read_csv(probabilities_path)
+    peak = table.groupby("path")[["crying", "laughter"]].max()
+    cries, others = peak.loc[files[:5]], peak.loc[files[5:]]
+    assert cries.crying.median() > 0.5 and cries.crying.median() > cries.laughter.median()
+    assert (others.to_numpy() < 0.1).all()
+    events = pd.read_csv(tmp_path / "events.csv")
+    assert 0 < len(set(events[events.label == "crying"].recording)) and set(events.recording) <= set(files[:5])
+
+
+def test_train_zero_shot_calibrates_on_imported_labels_and_evaluates(yamnet_workspace, tmp_path, capsys):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label,start,end\n/archive/cry.wav,crying,,\n/archive/laugh.wav,laughter,,\n"
+                      "/archive/laugh.wav,speech,3.84,7.68\n")
+    assert main(["labels", "import", str(labels), "--workspace", str(yamnet_workspace)]) == 0
+    model = tmp_path / "zero-shot.json"
+    assert main(["train", "--workspace", str(yamnet_workspace), "--zero-shot", "--target-fpr", "0",
+                 "--train-splits", "train,test", "--out", str(model)]) == 0
+    assert "calibrated on 3 labeled windows" in capsys.readouterr().out
+    calibrated = load_detector(model)
+    assert calibrated.threshold_details["crying"]["rule"] == "target_fpr"
+    assert calibrated.threshold_details["crying"]["validation_recall"] == 1.0
+    assert calibrated.thresholds["laughter"] > 0.05  # above the quiet seconds of the laughing recording
+    split = split_of_group(content_hash("cry"))
+    assert main(["evaluate", "--model", str(model), "--workspace", str(yamnet_workspace), "--split", split,
+                 "--report", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["classes"]["crying"]["clip"]["positives"] == 1
+
+
+def test_train_with_a_target_false_positive_rate(tmp_path):
+    from tests.classify_helpers import planted_workspace
+
+    workspace = tmp_path / "home.db"
+    planted_workspace(workspace, recordings=24, seconds=20)
+    model = tmp_path / "detector.pt"
+    assert main(["train", "--workspace", str(workspace), "--out", str(model), "--epochs", "3", "--quiet",
+                 "--target-fpr", "0.05"]) == 0
+    detector = load_detector(model)
+    for detail in detector.threshold_details.values():
+        assert detail["rule"] in ("target_fpr", "default") and detail["level"] == "window"
+    assert main(["train", "--workspace", str(workspace), "--out", str(model), "--target-fpr", "0.05",
+                 "--target-precision", "0.9"]) == 2

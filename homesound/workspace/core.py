@@ -155,7 +155,10 @@ class Workspace:
                 raise translate_sqlite_error(self.path, error) from None
 
     def query(self, sql: str, parameters: tuple | dict = ()) -> list[sqlite3.Row]:
-        return self.connection.execute(sql, parameters).fetchall()
+        try:
+            return self.connection.execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as error:  # a damaged file is the user's to restore, not a traceback
+            raise translate_sqlite_error(self.path, error) from None
 
     def _migrate(self) -> None:
         with self.transaction() as db:
@@ -188,6 +191,18 @@ class Workspace:
 
     def schema_versions(self) -> dict[str, int]:
         return {row["component"]: row["version"] for row in self.query("SELECT * FROM schema_versions")}
+
+    def outdated_components(self) -> set[str]:
+        """Components an older homesound wrote and a read-only open could not migrate."""
+        versions = self.schema_versions()
+        modules = (importlib.import_module(name) for name in COMPONENT_MODULES)
+        return {module.COMPONENT for module in modules if versions.get(module.COMPONENT, 0) < len(module.MIGRATIONS)}
+
+    def require_current(self, component: str) -> None:
+        if component in self.outdated_components():
+            raise HomesoundError(f"workspace {self.path} was written by an older homesound ({component} tables); "
+                                 "run a writing command on it once (e.g. homesound embed with the same folders) to "
+                                 "upgrade it, then read it")
 
 
 def _open_read_only(path: Path, busy_timeout: float) -> sqlite3.Connection:

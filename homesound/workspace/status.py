@@ -14,13 +14,14 @@ from homesound.workspace.core import COMPONENT_MODULES, Workspace
 def workspace_status(workspace: Workspace) -> dict:
     """Read-only: a component whose tables an older homesound wrote (not migrated yet) is named, not read."""
     versions = workspace.schema_versions()
+    outdated = workspace.outdated_components()
     sections: dict = {"workspace": {"path": str(workspace.path), "schema_versions": versions}}
     for module_name in COMPONENT_MODULES:
         module = importlib.import_module(module_name)
         section = getattr(module, "status_section", None)
         if section is None:
             continue
-        if versions.get(module.COMPONENT, 0) < len(module.MIGRATIONS):
+        if module.COMPONENT in outdated:
             sections[module.COMPONENT] = {"note": "not yet upgraded to this homesound's format (any writing "
                                                   "command, e.g. homesound embed, upgrades it)"}
             continue
