@@ -125,12 +125,7 @@ class NetworkActor:
         self.embedder = None
         self.error: str | None = None
         try:
-            if actors_on_node > 1:  # the node's cores are shared between its actors
-                import tensorflow as tf
-
-                share = max(1, (os.cpu_count() or 1) // actors_on_node)
-                tf.config.threading.set_intra_op_parallelism_threads(share)
-                config = replace(config, threads=config.threads or share)  # a TFLite interpreter's threads
+            located, config = _fit_to_node(located, config, actors_on_node)
             self.embedder = build_embedder(located, config)
         except Exception as error:  # reported by identity(): the driver refuses this node, the job goes on
             self.error = f"{type(error).__name__}: {error}".splitlines()[0]
@@ -154,6 +149,32 @@ class NetworkActor:
             frames = self.embedder.embed_chunks([payload])[0]
         raw = np.asarray(frames.raw, np.float32)
         return self.embedder.postprocess(raw), raw if self.keep_raw else None, frames.class_scores
+
+
+def _fit_to_node(located: EmbedderSource, config: EmbedderConfig, actors_on_node: int
+                 ) -> tuple[EmbedderSource, EmbedderConfig]:
+    """The driver's embedder, run the way this node allows (none of it changes the numbers or the id).
+
+    Threads: Ray starts an actor with OMP_NUM_THREADS=1, which torch obeys; the network gets the
+    node's cores instead, shared between its actors. A GPU Ray gave this actor: VGGish's torch
+    backend runs there (TensorFlow finds it by itself).
+    """
+    import ray
+
+    share = max(1, len(os.sched_getaffinity(0)) // actors_on_node)
+    runtime = located.runtime
+    if getattr(runtime, "backend", None) == "torch":
+        import torch
+
+        torch.set_num_threads(share)
+        if ray.get_gpu_ids() and runtime.device == "cpu":
+            located = replace(located, runtime=replace(runtime, device="cuda"))
+            config = replace(config, device="cuda")
+    elif located.kind != "tflite":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(share)
+    return located, replace(config, threads=config.threads or share)  # a TFLite interpreter's threads
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -322,8 +343,11 @@ class ClusterEmbedding(_ArchiveEmbedding):
         actor_class = self.ray.remote(NetworkActor).options(
             num_cpus=0, num_gpus=1 if gpus else 0, max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+        located = self.located
+        if getattr(located.runtime, "converted", None) is not None:  # weights in memory: each actor reads the file
+            located = replace(located, runtime=replace(located.runtime, converted=None))
         for _ in range(count):
-            handle = actor_class.remote(self.located, self.config.embedder, self.send_examples, self.config.keep_raw,
+            handle = actor_class.remote(located, self.config.embedder, self.send_examples, self.config.keep_raw,
                                         1 if gpus else count)
             self.actors.append(_Actor(handle, node["NodeID"], handle.identity.remote()))
 
