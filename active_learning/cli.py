@@ -52,19 +52,23 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _register_round(subcommands: argparse._SubParsersAction) -> None:
+    from classify.cli import add_training_options
+
     round_ = subcommands.add_parser(
         "round", help="one active-learning round: pull -> train -> evaluate -> rank -> push",
-        description="Pull finished annotations, train a new detector on everything labeled (homesound train), "
-                    "evaluate it on held-out labels (homesound evaluate), rank the unlabeled windows with it and "
-                    "push the picks to Label Studio. The round is recorded in the workspace.",
+        description="Pull finished annotations, train a new detector on everything labeled (as homesound train "
+                    "does), evaluate it on held-out labels (as homesound evaluate does), rank the unlabeled windows "
+                    "with it and push the picks to Label Studio. A workspace with recordings and no labels starts "
+                    "with the zero-shot detector (YAMNet's own class scores). The round is recorded in the workspace.",
     )
     _add_workspace(round_)
-    round_.add_argument("--model", metavar="MODEL.pt",
-                        help="rank with this detector instead of training one (e.g. the first round)")
+    round_.add_argument("--model", metavar="MODEL",
+                        help="rank with this detector (a model file, or zero-shot) instead of training one")
     round_.add_argument("--models-dir", metavar="DIR",
                         help="where each round's model and evaluation go (default: <workspace>-models)")
-    round_.add_argument("--train-option", action="append", default=[], metavar="OPTION",
-                        help="passed on to `homesound train`, e.g. --train-option=--epochs=20 (repeatable)")
+    round_.add_argument("--embedder", help="train on the labels of this embedder (id, or vggish / yamnet) when "
+                                           "the workspace holds labels of several")
+    add_training_options(round_, prefix="train-")
     _add_rank_options(round_)
     _add_push_options(round_)
     round_.add_argument("--label-studio-config", metavar="FILE", help=CONFIG_HELP)
@@ -91,7 +95,14 @@ def _add_rank_options(parser: argparse.ArgumentParser) -> None:
                         help="k-center chooses among this many times --top of the best-scored windows (default 4)")
     parser.add_argument("--confident-share", type=float, default=0.0,
                         help="share of picks for the most confident detections, to catch confident mistakes")
-    parser.add_argument("--confident-threshold", type=float, default=0.9)
+    parser.add_argument("--confident-threshold", type=float, default=0.9,
+                        help="a window counts as a confident detection of a class from this probability (default 0.9)")
+    parser.add_argument("--per-class", action="store_true",
+                        help="share the picks equally between the classes, each ranked by its own uncertainty "
+                             "(keeps a rare class from being drowned by a common one)")
+    parser.add_argument("--prefilter-share", type=float, default=1.0,
+                        help="rank only this share of the windows per class, the likeliest under the zero-shot "
+                             "detector (YAMNet embeddings; else the model itself); default 1 = all windows")
     parser.add_argument("--mc-samples", type=int, default=20, help="dropout masks for bald (default 20)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -105,6 +116,7 @@ def rank_request_from_args(args: argparse.Namespace):
             strategy=args.strategy, top=args.top, window_seconds=args.window_seconds, aggregate=args.aggregate,
             diversity=not args.no_diversity, diversity_pool=args.diversity_pool,
             confident_share=args.confident_share, confident_threshold=args.confident_threshold, seed=args.seed,
+            per_class=args.per_class, prefilter_share=args.prefilter_share,
         )
     except ValueError as error:
         from homesound.errors import HomesoundError
@@ -243,32 +255,39 @@ def run_pull(args: argparse.Namespace) -> int:
 def run_round(args: argparse.Namespace) -> int:
     from active_learning.rounds import RoundConfig
     from active_learning.rounds import run_round as run_one_round
-    from homesound.cli import build_parser
+    from classify.cli import training_configs
 
     workspace = Path(args.workspace)
+    model_config, training = training_configs(args, prefix="train-")
     config = RoundConfig(
         workspace=str(workspace),
         models_dir=args.models_dir or str(workspace.resolve().with_name(workspace.stem + "-models")),
         rank=rank_request_from_args(args),
         push=push_config_from_args(args),
         model=args.model,
-        train_options=tuple(args.train_option),
+        model_config=model_config,
+        training=training,
+        embedder=args.embedder,
     )
     server = connect(args)  # before anything is written: a dead server or bad key stops the round here
-
-    def run_subcommand(argv) -> int:
-        parsed = build_parser().parse_args(list(argv))
-        return int(parsed.handler(parsed) or 0)
-
-    summary = run_one_round(config, server, run_subcommand)
+    summary = run_one_round(config, server)
     pulled = summary["pulled"]
     metrics = summary.get("metrics") or {}
     aps = metrics.get("average_precision")
+    warnings = metrics.get("warnings") or []
+    source = {"zero-shot": "the zero-shot detector (no labels yet)", "given": "model",
+              "trained": "trained model"}[summary["model_source"]]
+    held_out = ""
+    if aps and not warnings:
+        held_out = f" (held-out AP {', '.join(f'{k} {v:.3f}' for k, v in aps.items() if v is not None)})"
     print(
         f"round {summary['round']}: pulled {pulled['added']} new and {pulled['updated']} edited annotations; "
-        f"model {summary['model']}"
-        + (f" (held-out AP {', '.join(f'{k} {v:.3f}' for k, v in aps.items() if v is not None)})" if aps else "")
-        + (f" ({metrics['skipped']})" if metrics.get("skipped") else "")
+        f"ranked with {source} {summary['model']}{held_out}"
         + f"; queued {summary['queued']} windows, {summary['pushed']} in Label Studio project {summary['project_id']}"
     )
+    if aps and warnings:
+        print("held-out AP " + ", ".join(f"{k} {v:.3f}" for k, v in aps.items() if v is not None)
+              + " - not meaningful yet:")
+    for warning in warnings:
+        print(f"  warning: {warning}")
     return 0

@@ -51,7 +51,9 @@ def rank_workspace(
         nonlocal seconds
         seen: set[str] = set()
         for embedder_id in workspace_embedders(workspace, detector):
-            rows = iter_embedded_recordings(workspace, embedder_id, with_class_scores=reads_class_scores(detector))
+            prior = _zero_shot_prior(workspace, embedder_id, detector) if request.rank.prefilter_share < 1 else None
+            rows = iter_embedded_recordings(workspace, embedder_id,
+                                            with_class_scores=reads_class_scores(detector) or prior is not None)
             for recording, stored in tqdm(rows, desc="rank", unit="recording", disable=not progress):
                 if recording.content_sha256 in seen or not len(stored.embedding):
                     continue
@@ -73,9 +75,10 @@ def rank_workspace(
                     classes=tuple(detector.classes),
                     probabilities=probabilities,
                     samples=samples,
-                    embedding=detector.model_input(frames, embedder_id) if request.rank.diversity else None,
+                    embedding=_diversity_space(detector, frames, stored, embedder_id) if request.rank.diversity else None,
                     excluded=tuple(taken.get(recording.content_sha256, ())),
                     hop_seconds=stored.hop_seconds,
+                    prior=None if prior is None or stored.class_scores is None else prior(stored.class_scores),
                 )
 
     picks = rank_windows(recordings(), request.rank)
@@ -91,6 +94,30 @@ def rank_workspace(
         for p in picks
     }
     return Ranking(picks, predictions, len(probabilities_by_recording), seconds)
+
+
+def _diversity_space(detector, frames: np.ndarray, stored, embedder_id: str) -> np.ndarray:
+    """What k-center spreads picks over: the embeddings (for the zero-shot detector too, not its class scores)."""
+    return stored.features() if reads_class_scores(detector) else detector.model_input(frames, embedder_id)
+
+
+def _zero_shot_prior(workspace: Workspace, embedder_id: str, detector):
+    """The prefilter's prior: class scores [T, K] -> the zero-shot detector's probabilities in the detector's
+    class order. None when the embedder has no class scores it reads (VGGish) or the detector has classes it
+    does not know: the prefilter then uses the detector's own probabilities."""
+    from classify.zero_shot import ZeroShotDetector
+    from homesound.errors import ProvenanceMismatchError
+    from homesound.workspace.recordings import class_names
+
+    zero_shot = ZeroShotDetector.builtin()
+    try:
+        zero_shot.check_class_names(class_names(workspace, embedder_id), embedder_id)
+    except ProvenanceMismatchError:
+        return None
+    if not set(detector.classes) <= set(zero_shot.classes):
+        return None
+    columns = [zero_shot.classes.index(name) for name in detector.classes]
+    return lambda class_scores: zero_shot.probabilities(class_scores)[:, columns]
 
 
 def guess_around(probabilities: np.ndarray, hop_seconds: float, pick: Pick, detector) -> dict:

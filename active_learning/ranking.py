@@ -6,6 +6,15 @@ spread over the embedding space (k-center greedy) so fifty picks are not fifty s
 same cry. Optionally a share of the picks goes to the most confident detections, where a
 confident mistake would otherwise never be seen.
 
+When events are rare (crying and laughter are a few minutes of a day), plain uncertainty spends
+the picks on doubtful background: three options keep the labels on the events.
+- `per_class`: the picks are shared equally between the classes, each class's share ranked by
+  that class's own uncertainty, so a rare class is not drowned by a common one.
+- `confident_share`: picks for each class's most confident windows, in turn: the positives a
+  person confirms teach the model what the event sounds like in this home.
+- `prefilter_share`: only windows among the most likely ones for some class under a prior
+  (the zero-shot detector's scores, else the model's own) are candidates at all.
+
 The core works on arrays only (probabilities, MC-dropout samples, embeddings), not on models or
 the workspace, so every strategy can be checked on numbers whose answer is known.
 """
@@ -35,6 +44,8 @@ class RankConfig:
     diversity_pool: float = 4.0  # how many times `top` of the highest-scoring windows k-center may choose from
     confident_share: float = 0.0  # share of picks reserved for the most confident detections
     confident_threshold: float = 0.9
+    per_class: bool = False  # share the picks equally between classes, each ranked by its own uncertainty
+    prefilter_share: float = 1.0  # candidates: this share of windows, per class, most likely under the prior
     min_window_fraction: float = 0.5  # a recording's last, shorter window counts if at least this long
     seed: int = 0
 
@@ -51,6 +62,8 @@ class RankConfig:
             raise ValueError("confident_share must be within [0, 1]")
         if self.diversity_pool < 1.0:
             raise ValueError("diversity_pool must be at least 1")
+        if not 0.0 < self.prefilter_share <= 1.0:
+            raise ValueError("prefilter_share must be within (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class RecordingPredictions:
     embedding: np.ndarray | None = None  # [T, D] float, for diversity
     excluded: tuple[tuple[float, float], ...] = ()  # (start, end) seconds already labeled or queued
     hop_seconds: float = HOP_SECONDS
+    prior: np.ndarray | None = None  # [T, C] probabilities of a prior (zero-shot) model, for the prefilter
 
     def __post_init__(self) -> None:
         frames, classes = self.probabilities.shape
@@ -74,6 +88,8 @@ class RecordingPredictions:
             raise ValueError(f"{self.path}: MC samples must be [S, {frames}, {classes}], got {self.samples.shape}")
         if self.embedding is not None and len(self.embedding) != frames:
             raise ValueError(f"{self.path}: {len(self.embedding)} embedding frames for {frames} probability frames")
+        if self.prior is not None and self.prior.shape != self.probabilities.shape:
+            raise ValueError(f"{self.path}: prior must be [{frames}, {classes}], got {self.prior.shape}")
 
 
 @dataclass(frozen=True)
@@ -89,6 +105,8 @@ class Candidate:
     peak_probabilities: tuple[float, ...]  # per class, at the peak second
     max_probabilities: tuple[float, ...]  # per class, over the window
     embedding: np.ndarray | None = field(default=None, compare=False, repr=False)  # mean over the window
+    class_scores: tuple[float, ...] = ()  # per class informativeness (for per_class selection)
+    prior_max: tuple[float, ...] = ()  # per class, the prior's highest probability in the window
 
 
 @dataclass(frozen=True)
@@ -147,10 +165,23 @@ def bald(samples: np.ndarray) -> np.ndarray:
     return np.maximum(predictive - expected, 0.0).sum(axis=-1)
 
 
+def bald_per_class(samples: np.ndarray) -> np.ndarray:
+    """[S, T, C] -> [T, C]: BALD of each class decision (bald() is their sum)."""
+    predictive = binary_entropy(samples.mean(axis=0))
+    expected = binary_entropy(samples).mean(axis=0)
+    return np.maximum(predictive - expected, 0.0)
+
+
 FRAME_SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "least-confidence": least_confidence,
     "margin": margin_uncertainty,
     "entropy": entropy_uncertainty,
+}
+# Each class decision on its own, [T, C] (margin's yes/no gap is 1 - |2p - 1|, as least-confidence doubled).
+CLASS_FRAME_SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "least-confidence": lambda p: 1.0 - np.maximum(p, 1.0 - p),
+    "margin": lambda p: 1.0 - np.abs(2.0 * p - 1.0),
+    "entropy": binary_entropy,
 }
 SCORE_UNITS = {"least-confidence": "", "margin": "", "entropy": " bits", "bald": " bits", "random": ""}
 
@@ -158,12 +189,25 @@ SCORE_UNITS = {"least-confidence": "", "margin": "", "entropy": " bits", "bald":
 def frame_scores(predictions: RecordingPredictions, strategy: str) -> np.ndarray:
     """[T] informativeness of each second; random scores are drawn per window, not here."""
     if strategy == "bald":
-        if predictions.samples is None:
-            raise ValueError(f"{predictions.path}: BALD needs MC-dropout samples of the detector")
-        return bald(predictions.samples)
+        return bald(_mc_samples(predictions))
     if strategy == "random":
         return np.zeros(len(predictions.probabilities))
     return FRAME_SCORES[strategy](predictions.probabilities)
+
+
+def class_frame_scores(predictions: RecordingPredictions, strategy: str) -> np.ndarray:
+    """[T, C] informativeness of each second's decision about each class."""
+    if strategy == "bald":
+        return bald_per_class(_mc_samples(predictions))
+    if strategy == "random":
+        return np.zeros(predictions.probabilities.shape)
+    return CLASS_FRAME_SCORES[strategy](np.asarray(predictions.probabilities, dtype=np.float64))
+
+
+def _mc_samples(predictions: RecordingPredictions) -> np.ndarray:
+    if predictions.samples is None:
+        raise ValueError(f"{predictions.path}: BALD needs MC-dropout samples of the detector")
+    return predictions.samples
 
 
 # ---- windows ---------------------------------------------------------------------------------------
@@ -189,6 +233,8 @@ def candidate_windows(predictions: RecordingPredictions, config: RankConfig) -> 
     frames = len(predictions.probabilities)
     hop = predictions.hop_seconds
     scores = frame_scores(predictions, config.strategy)
+    per_class = class_frame_scores(predictions, config.strategy) if config.per_class else None
+    prior = predictions.prior if predictions.prior is not None else predictions.probabilities
     frame_starts = np.arange(frames) * hop
     candidates = []
     for start, end in window_bounds(frames * hop, config):
@@ -199,7 +245,9 @@ def candidate_windows(predictions: RecordingPredictions, config: RankConfig) -> 
             continue
         window_scores = scores[inside]
         peak = int(inside[np.argmax(window_scores)])
-        score = float(window_scores.max() if config.aggregate == "max" else window_scores.mean())
+        score = float(_aggregate(window_scores, config.aggregate))
+        class_scores = () if per_class is None else tuple(
+            float(value) for value in _aggregate(per_class[inside], config.aggregate))
         embedding = None
         if predictions.embedding is not None:
             embedding = np.asarray(predictions.embedding[inside], dtype=np.float64).mean(axis=0)
@@ -213,8 +261,15 @@ def candidate_windows(predictions: RecordingPredictions, config: RankConfig) -> 
             peak_probabilities=tuple(float(p) for p in predictions.probabilities[peak]),
             max_probabilities=tuple(float(p) for p in predictions.probabilities[inside].max(axis=0)),
             embedding=embedding,
+            class_scores=class_scores,
+            prior_max=tuple(float(p) for p in prior[inside].max(axis=0)),
         ))
     return candidates
+
+
+def _aggregate(scores: np.ndarray, how: str) -> np.ndarray:
+    """A window's score from its seconds' ([n] or [n, C]): the highest, or the mean."""
+    return scores.max(axis=0) if how == "max" else scores.mean(axis=0)
 
 
 # ---- selection -------------------------------------------------------------------------------------
@@ -253,9 +308,10 @@ def select(
 ) -> list[Pick]:
     """The `top` windows to label, each with the reason it was chosen."""
     rng = np.random.default_rng(config.seed)
+    candidates = prefiltered(candidates, len(classes), config)
     confident_count = min(round(config.top * config.confident_share), config.top)
-    confident = _most_confident(candidates, config, confident_count)
-    taken = {id(candidate) for candidate in confident}
+    confident = _most_confident(candidates, len(classes), config, confident_count)
+    taken = {id(candidate) for candidate, _ in confident}
     remaining = [candidate for candidate in candidates if id(candidate) not in taken]
     count = config.top - len(confident)
 
@@ -263,13 +319,17 @@ def select(
         order = rng.permutation(len(remaining))[:count]
         draws = rng.random(len(order))
         chosen = [(remaining[i], "random pick (the baseline)", float(u)) for i, u in zip(order, draws)]
+    elif config.per_class:
+        chosen = _per_class(remaining, classes, config, count, labeled_embeddings)
     else:
         chosen = _most_informative(remaining, classes, config, count, labeled_embeddings)
 
-    picks = [(candidate, config.strategy, score, reason) for candidate, reason, score in chosen]
+    note = _prefilter_note(config, classes)
+    picks = [(candidate, config.strategy, score, reason + note) for candidate, reason, score in chosen]
     picks += [
-        (candidate, "confident", max(candidate.max_probabilities), _confident_reason(candidate, classes))
-        for candidate in confident
+        (candidate, "confident", candidate.max_probabilities[column],
+         _confident_reason(candidate, classes, column) + note)
+        for candidate, column in confident
     ]
     return [
         Pick(
@@ -279,6 +339,20 @@ def select(
         )
         for rank, (candidate, strategy, score, reason) in enumerate(picks, start=1)
     ]
+
+
+def prefiltered(candidates: Sequence[Candidate], class_count: int, config: RankConfig) -> list[Candidate]:
+    """The candidates among the prefilter_share most likely windows of some class under the prior
+    (at least diversity_pool x top of them, so a small pool is never exhausted)."""
+    if config.prefilter_share >= 1.0 or not candidates:
+        return list(candidates)
+    per_class = max(math.ceil(config.prefilter_share * len(candidates)),
+                    math.ceil(config.diversity_pool * config.top / max(class_count, 1)))
+    kept: set[int] = set()
+    for column in range(class_count):
+        ordered = sorted(candidates, key=lambda c: (-c.prior_max[column], c.recording, c.start_seconds))
+        kept.update(id(candidate) for candidate in ordered[:per_class])
+    return [candidate for candidate in candidates if id(candidate) in kept]
 
 
 def taken_embeddings(predictions: RecordingPredictions) -> list[np.ndarray]:
@@ -317,12 +391,56 @@ def rank_windows(
     return select(candidates, classes or (), config, np.stack(centers) if centers else None)
 
 
-def _most_confident(candidates: Sequence[Candidate], config: RankConfig, count: int) -> list[Candidate]:
-    if count == 0:
+def _most_confident(
+    candidates: Sequence[Candidate], class_count: int, config: RankConfig, count: int
+) -> list[tuple[Candidate, int]]:
+    """Each class's surest windows (at or above confident_threshold), the classes taking turns."""
+    if count == 0 or class_count == 0:
         return []
-    sure = [c for c in candidates if c.max_probabilities and max(c.max_probabilities) >= config.confident_threshold]
-    sure.sort(key=lambda c: (-max(c.max_probabilities), c.recording, c.start_seconds))
-    return sure[:count]
+    queues = [
+        sorted((c for c in candidates if c.max_probabilities[column] >= config.confident_threshold),
+               key=lambda c, column=column: (-c.max_probabilities[column], c.recording, c.start_seconds))
+        for column in range(class_count)
+    ]
+    chosen: list[tuple[Candidate, int]] = []
+    taken: set[int] = set()
+    positions = [0] * class_count
+    while len(chosen) < count:
+        progressed = False
+        for column, ordered in enumerate(queues):
+            while positions[column] < len(ordered) and id(ordered[positions[column]]) in taken:
+                positions[column] += 1
+            if positions[column] < len(ordered) and len(chosen) < count:
+                candidate = ordered[positions[column]]
+                chosen.append((candidate, column))
+                taken.add(id(candidate))
+                progressed = True
+        if not progressed:
+            break
+    return chosen
+
+
+def _per_class(
+    candidates: Sequence[Candidate],
+    classes: Sequence[str],
+    config: RankConfig,
+    count: int,
+    labeled_embeddings: np.ndarray | None,
+) -> list[tuple[Candidate, str, float]]:
+    """count picks shared equally between the classes, each class ranked by its own uncertainty;
+    with diversity, each class's picks also keep away from the other classes' picks."""
+    chosen: list[tuple[Candidate, str, float]] = []
+    taken: set[int] = set()
+    centers = [] if labeled_embeddings is None else list(labeled_embeddings)
+    for column in range(len(classes)):
+        share = count // len(classes) + (1 if column < count % len(classes) else 0)
+        remaining = [c for c in candidates if id(c) not in taken]
+        picked = _most_informative(remaining, classes, config, share, np.stack(centers) if centers else None, column)
+        chosen += picked
+        taken.update(id(candidate) for candidate, _, _ in picked)
+        centers += [candidate.embedding for candidate, _, _ in picked if candidate.embedding is not None]
+    chosen.sort(key=lambda item: (-item[2], item[0].recording, item[0].start_seconds))
+    return chosen
 
 
 def _most_informative(
@@ -331,11 +449,19 @@ def _most_informative(
     config: RankConfig,
     count: int,
     labeled_embeddings: np.ndarray | None,
+    column: int | None = None,
 ) -> list[tuple[Candidate, str, float]]:
-    by_score = sorted(candidates, key=lambda c: (-c.score, c.recording, c.start_seconds))
+    """The count most informative windows (about class `column`, or all classes), spread by k-center."""
+    if count <= 0:
+        return []
+
+    def score(candidate: Candidate) -> float:
+        return candidate.score if column is None else candidate.class_scores[column]
+
+    by_score = sorted(candidates, key=lambda c: (-score(c), c.recording, c.start_seconds))
     with_embeddings = all(c.embedding is not None for c in by_score)
     if not config.diversity or not with_embeddings or len(by_score) <= count:
-        return [(c, _uncertainty_reason(c, classes, config), c.score) for c in by_score[:count]]
+        return [(c, _uncertainty_reason(c, classes, config, column), score(c)) for c in by_score[:count]]
 
     pool = by_score[: max(count, math.ceil(config.diversity_pool * count))]
     points = np.stack([c.embedding for c in pool])
@@ -348,29 +474,42 @@ def _most_informative(
             else f"{distance:.2f} from the nearest other pick or labeled window"
         )
         reason = (
-            f"{_uncertainty_reason(candidate, classes, config)}; k-center among the {len(pool)} most "
+            f"{_uncertainty_reason(candidate, classes, config, column)}; k-center among the {len(pool)} most "
             f"uncertain windows: {spread}"
         )
-        chosen.append((candidate, reason, candidate.score))
+        chosen.append((candidate, reason, score(candidate)))
     chosen.sort(key=lambda item: (-item[2], item[0].recording, item[0].start_seconds))
     return chosen
 
 
-def _uncertainty_reason(candidate: Candidate, classes: Sequence[str], config: RankConfig) -> str:
+def _uncertainty_reason(
+    candidate: Candidate, classes: Sequence[str], config: RankConfig, column: int | None = None
+) -> str:
     how = "peak" if config.aggregate == "max" else "mean"
     probabilities = ", ".join(f"{name} {p:.2f}" for name, p in zip(classes, candidate.peak_probabilities))
+    if column is not None:
+        return (
+            f"{config.strategy} about {classes[column]} {how} {candidate.class_scores[column]:.3f}"
+            f"{SCORE_UNITS[config.strategy]} (its share of the picks); up to {classes[column]} "
+            f"{candidate.max_probabilities[column]:.2f} in the window"
+        )
     return (
         f"{config.strategy} {how} {candidate.score:.3f}{SCORE_UNITS[config.strategy]}; "
         f"most uncertain at {format_clock(candidate.peak_seconds)} ({probabilities})"
     )
 
 
-def _confident_reason(candidate: Candidate, classes: Sequence[str]) -> str:
-    best = int(np.argmax(candidate.max_probabilities))
+def _confident_reason(candidate: Candidate, classes: Sequence[str], column: int) -> str:
     return (
-        f"confident {classes[best]} detection (p={candidate.max_probabilities[best]:.2f}); "
-        "shown to catch a confident mistake"
+        f"confident {classes[column]} detection (p={candidate.max_probabilities[column]:.2f}); "
+        "shown to confirm what it sounds like here, or to catch a confident mistake"
     )
+
+
+def _prefilter_note(config: RankConfig, classes: Sequence[str]) -> str:
+    if config.prefilter_share >= 1.0:
+        return ""
+    return f"; among the {config.prefilter_share:.0%} likeliest windows of some class under the prior"
 
 
 def format_clock(seconds: float) -> str:

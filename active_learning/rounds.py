@@ -1,15 +1,16 @@
 """One round of the loop: pull what people labeled -> train -> evaluate -> rank -> push.
 
-Training and evaluation are classify's own `homesound train` / `homesound evaluate`, run in
-process, so a round trains exactly as a person would by hand. The round is recorded in the
-workspace (labels added, the model, its held-out metrics, what was pushed), also when a step
-fails, so `homesound status` can show the history.
+Training and evaluation are classify's own library functions (classify.jobs), so a round trains
+exactly as `homesound train` does. The model a round ranks with is, in this order: the one the
+user names; one trained on every label in the workspace (pulled, or imported with `homesound
+labels import`); or, in a workspace that has recordings and nothing else, the zero-shot detector
+(YAMNet's own laughter and crying scores) - so the very first round needs no model at all.
+The round is recorded in the workspace (labels added, the model, its held-out metrics and why
+they may not mean much yet, what was pushed), also when a step fails.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,12 +18,13 @@ from active_learning.label_studio import LabelStudio
 from active_learning.loop import RankRequest, queue_ranking, rank_workspace
 from active_learning.round_trip import PushConfig, pull, push
 from active_learning.scoring import load_detector
+from classify.config import ModelConfig, TrainConfig
+from classify.jobs import EvaluateJob, TrainJob, evaluate_on_workspace, train_on_workspace
 from homesound.errors import HomesoundError
 from homesound.workspace import Workspace
 from homesound.workspace import active_learning as queue
 
-# Runs a homesound subcommand in process, e.g. ["train", "--workspace", ...] -> exit code.
-SubcommandRunner = Callable[[Sequence[str]], int]
+ZERO_SHOT = "zero-shot"
 
 
 @dataclass(frozen=True)
@@ -31,25 +33,32 @@ class RoundConfig:
     models_dir: str
     rank: RankRequest
     push: PushConfig
-    model: str | None = None  # use this detector instead of training one (e.g. the very first round)
-    train_options: tuple[str, ...] = field(default_factory=tuple)  # passed to `homesound train`
+    model: str | None = None  # rank with this detector (a file, or "zero-shot") instead of choosing one
+    model_config: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    embedder: str | None = None  # train on this embedder's labels (id or model name) when several are labeled
 
 
-def run_round(config: RoundConfig, server: LabelStudio, run_subcommand: SubcommandRunner) -> dict:
+@dataclass(frozen=True)
+class RoundModel:
+    path: str  # what `--model` would name: a file, or "zero-shot"
+    how: str  # "given", "trained" or "zero-shot"
+    metrics: dict | None = None  # held-out evaluation of a trained model
+
+
+def run_round(config: RoundConfig, server: LabelStudio) -> dict:
     with Workspace(config.workspace, create=False) as workspace:
         round_id = queue.start_round(workspace, config, config.model)
     summary: dict = {"round": round_id}
     try:
-        with Workspace(config.workspace) as workspace:
+        with Workspace(config.workspace, create=False) as workspace:
             pulled = pull(workspace, server, round_id)
         summary["pulled"] = {"added": pulled.added, "updated": pulled.updated, "waiting": pulled.waiting}
 
-        model_path, trained = _model_for_round(config, round_id, run_subcommand)
-        summary["model"] = str(model_path)
-        metrics = _evaluate(config, round_id, model_path, run_subcommand) if trained else None
-
-        detector, model_id = load_detector(str(model_path))
-        with Workspace(config.workspace) as workspace:
+        chosen = choose_model(config, round_id)
+        summary["model"], summary["model_source"] = chosen.path, chosen.how
+        detector, model_id = load_detector(chosen.path)
+        with Workspace(config.workspace, create=False) as workspace:
             ranking = rank_workspace(workspace, detector, config.rank)
             summary["queued"] = queue_ranking(workspace, ranking, model_id, round_id)
             pushed = push(workspace, server, config.push, progress=False)
@@ -57,53 +66,66 @@ def run_round(config: RoundConfig, server: LabelStudio, run_subcommand: Subcomma
         summary["project_id"] = pushed.project_id
         summary["clips_not_cut"] = len(pushed.failed)
     except BaseException as error:
-        with Workspace(config.workspace) as workspace:
+        with Workspace(config.workspace, create=False) as workspace:
             queue.finish_round(
                 workspace, round_id, "failed", labels_added=_labels_added(summary),
                 summary={**summary, "error": str(error)},
             )
         raise
-    with Workspace(config.workspace) as workspace:
+    with Workspace(config.workspace, create=False) as workspace:
         queue.finish_round(
             workspace, round_id, "finished", model_id=model_id, labels_added=_labels_added(summary),
-            metrics=metrics, summary=summary,
+            metrics=chosen.metrics, summary=summary,
         )
-    summary["metrics"] = metrics
+    summary["metrics"] = chosen.metrics
     return summary
 
 
-def _model_for_round(config: RoundConfig, round_id: int, run_subcommand: SubcommandRunner) -> tuple[Path, bool]:
+def choose_model(config: RoundConfig, round_id: int) -> RoundModel:
+    """The user's model; else one trained (and evaluated) on the workspace's labels; else zero-shot."""
     if config.model:
-        return Path(config.model), False
+        return RoundModel(config.model, "given")
+    if not _has_labels(config):
+        return RoundModel(ZERO_SHOT, "zero-shot")
     path = Path(config.models_dir) / f"round-{round_id:03d}.pt"
-    code = run_subcommand(["train", "--workspace", config.workspace, "--out", str(path), "--quiet",
-                           *config.train_options])
-    if code != 0:
-        raise HomesoundError(f"training in round {round_id} failed (exit {code}); see the message above")
-    return path, True
+    train_on_workspace(TrainJob(
+        workspace=config.workspace, out=str(path), model=config.model_config, training=config.training,
+        embedder=config.embedder, progress=False,
+    ))
+    return RoundModel(str(path), "trained", _evaluate(config, round_id, path))
 
 
-def _evaluate(config: RoundConfig, round_id: int, model_path: Path, run_subcommand: SubcommandRunner) -> dict:
-    """Held-out metrics of the new model; a workspace without held-out labels yet is noted, not fatal."""
+def _has_labels(config: RoundConfig) -> bool:
+    from classify.jobs import labeled_sequences
+
+    with Workspace(config.workspace, create=False) as workspace:
+        return next(labeled_sequences(workspace, config.embedder), None) is not None
+
+
+def _evaluate(config: RoundConfig, round_id: int, model_path: Path) -> dict:
+    """Held-out metrics of the new model, with why they may not mean much yet; none held out is noted."""
     report_dir = Path(config.models_dir) / f"round-{round_id:03d}-evaluation"
     try:
-        code = run_subcommand(["evaluate", "--model", str(model_path), "--workspace", config.workspace,
-                               "--report", str(report_dir)])
+        result = evaluate_on_workspace(EvaluateJob(workspace=config.workspace, model=str(model_path),
+                                                   report=str(report_dir)))
     except HomesoundError as error:
-        return {"skipped": str(error)}
-    if code != 0:
-        return {"skipped": f"evaluate exited with {code}"}
-    report = json.loads((report_dir / "report.json").read_text())
+        return {"skipped": str(error), "warnings": ["nothing held out to evaluate on yet"]}
+    report = result.report
     return {
-        "report": str(report_dir / "report.json"),
+        "report": str(result.written[0]),
         "average_precision": {
             label: entry.get("frame", entry.get("clip", {})).get("average_precision")
-            for label, entry in report.get("classes", {}).items()
+            for label, entry in report["classes"].items()
         },
+        "held_out": {
+            "recordings": report["groups"],
+            "positives": {label: sum(entry[level]["positives"] for level in ("frame", "clip") if level in entry)
+                          for label, entry in report["classes"].items()},
+        },
+        "warnings": list(result.warnings),
     }
 
 
 def _labels_added(summary: dict) -> int | None:
     pulled = summary.get("pulled")
     return None if pulled is None else pulled["added"] + pulled["updated"]
-

@@ -1,402 +1,397 @@
-"""Does active learning pay? Learning curves (AP per class against labeled windows) per strategy.
+"""Does active learning pay? Learning curves (AP per class against labeled windows) per policy, on
+real YAMNet embeddings of household recordings with known event times, at two event rates.
 
-Household recordings are assembled from the real clips in ../shared/data/clips (crying, laughter,
-household noise, room tone) with known event times, so an oracle knows every second's label.
-Clips are embedded once with homesound's VGGish pipeline - with deterministic RANDOM weights, the
-only VGGish available offline, so absolute APs are lower than with Google's weights - and the real
-detector (classify.train_detector) is retrained each round on the windows labeled so far.
+Household recordings are assembled from ../shared/data (benchmarks/al_households.py): the two
+background beds with laughter and crying clips (the events) and household noises, speech and
+room tone (hard negatives) laid over them, pool and test split by source recording. They are
+embedded once with the real YAMNet .tflite (../shared/models/yamnet; embeddings and the 521
+class scores per 0.96 s frame) and cached. An oracle knows every frame's label.
 
-    python benchmarks/al_simulation.py --seeds 3 --out out/al_simulation
-    python benchmarks/al_simulation.py --seeds 3 --event-share 0.1 --out out/al_simulation_rare
+Round 0 is the zero-shot detector (YAMNet's own laughter and crying scores): no labels. Each round
+a policy ranks the pool's 5 s windows with the current model (the first round with the zero-shot
+model: the cold start of `homesound round`), the oracle labels the picks, and the learner is fitted
+on everything labeled so far. The learner is a per-second logistic correction of the zero-shot
+logit on the YAMNet embedding (regularised towards the zero-shot model, so no labels = zero-shot):
+a per-second, linear member of the same family as homesound's detector on YAMNet embeddings with
+the zero-shot scores as prior, light enough to refit ~500 times in a few minutes on 2 cores.
 
-Prints a table (labels needed to reach 95 % of the AP of training on every pool window, per
-strategy, and how many times fewer than random) and writes curves.csv, summary.csv and
-curves.png under --out. Clip split: a source recording never feeds both pool and test, except
-the single long laughter and room-tone recordings, whose clips are split by time (first 70 %
-pool, the rest test). Test recordings hold every test clip of laughter and as many cries.
+    python benchmarks/al_simulation.py --out out/al_simulation           # both rates, 3 seeds (~5-10 min)
+
+Prints, per event rate, a table (labels each policy needs to reach 95 % of the AP of training on
+every pool window, interpolated between rounds on the seed-averaged curve, and how many times
+fewer than random) and writes curves.csv, summary.csv and curves-<rate>.png under --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import os
 import sys
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")  # small problems on a shared machine: many BLAS threads thrash
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-from active_learning.simulation import (
+from al_households import EVENTS, build_households, read_clips, recipes, split_by_source  # noqa: E402
+
+from active_learning.ranking import RankConfig  # noqa: E402
+from active_learning.simulation import (  # noqa: E402
     OracleRecording,
+    Policy,
     SimulationConfig,
     all_windows,
     average_precisions,
+    labeled_frames,
     labels_to_reach,
-    oracle_sequences,
     simulate,
 )
 
-CLASSES = ("laughter", "crying")
-BACKGROUND = ("noise", "silence")
-HOP_SECONDS = 0.96
-TEST_FRACTION = 0.3
-VGGISH_RATE = 16000
-CLIPS_PER_RECORDING = 10
-STRATEGIES = ("random", "least-confidence", "margin", "entropy", "bald")
+CLASSES = EVENTS
+RATES = {  # event share of the seconds -> (event clips per class in pool / test recordings, windows labeled per round)
+    "30%": (0.30, {"pool": 60, "test": 30}, (5, 5, 10, 10, 20, 20, 40, 40)),
+    "3%": (0.03, {"pool": 40, "test": 30}, (10, 10, 20, 20, 40, 40, 80, 80)),
+}
+NEGATIVE_SHARE = 0.10  # household noises, speech, room tone: a tenth of the seconds
+RECORDING_SECONDS = 600.0
+PIECE_FRAMES = 312  # pool recordings are cut into ~5-minute pieces; each seed draws POOL_SHARE of them
+POOL_SHARE = 0.8
+POLICIES = (
+    Policy("random", RankConfig(strategy="random", diversity=False)),
+    Policy("entropy + k-center", RankConfig(strategy="entropy")),
+    Policy("entropy", RankConfig(strategy="entropy", diversity=False)),
+    Policy("per-class entropy + k-center", RankConfig(strategy="entropy", per_class=True)),
+    Policy("per-class + confident 30%", RankConfig(strategy="entropy", per_class=True, confident_share=0.3,
+                                                   confident_threshold=0.5)),
+    Policy("prefilter 10% + per-class", RankConfig(strategy="entropy", per_class=True, prefilter_share=0.1)),
+    Policy("prefilter 10% + per-class + confident 30%",
+           RankConfig(strategy="entropy", per_class=True, prefilter_share=0.1, confident_share=0.3,
+                      confident_threshold=0.5)),
+)
 
 
-# ---- data: household recordings with known event times ---------------------------------------------
-
-def shared_data() -> Path:
-    for candidate in (REPO.parent / "shared" / "data", Path("/work/shared/data")):
-        if (candidate / "clips.csv").is_file():
-            return candidate
-    raise SystemExit("../shared/data (real clips) not found beside the checkout")
+def shared() -> tuple[Path, Path]:
+    for root in (REPO.parent / "shared", Path(os.environ.get("HOMESOUND_SHARED", "/work/shared"))):
+        if (root / "data" / "clips.csv").is_file() and (root / "models" / "yamnet" / "yamnet.tflite").is_file():
+            return root / "data", root / "models" / "yamnet"
+    raise SystemExit("../shared/data and ../shared/models/yamnet not found beside the checkout (or $HOMESOUND_SHARED)")
 
 
-def split_clips(rows: list[dict], seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Pool and test clips; a source recording never feeds both, except single-source labels (split by time)."""
-    rng = np.random.default_rng(seed)
-    pool, test = [], []
-    for label in sorted({row["label"] for row in rows}):
-        clips = sorted((r for r in rows if r["label"] == label), key=lambda r: (r["source"], r["path"]))
-        sources = sorted({r["source"] for r in clips})
-        if len(sources) == 1:
-            cut = round(len(clips) * (1 - TEST_FRACTION))
-            pool += clips[:cut]
-            test += clips[cut:]
-            continue
-        held_out, count = set(), 0
-        for source in rng.permutation(sources):
-            if count >= TEST_FRACTION * len(clips):
-                break
-            held_out.add(source)
-            count += sum(r["source"] == source for r in clips)
-        pool += [r for r in clips if r["source"] not in held_out]
-        test += [r for r in clips if r["source"] in held_out]
-    return pool, test
+def oracle_recordings(households, class_names, piece_frames: int | None = None) -> list[OracleRecording]:
+    """The households with the zero-shot detector's probabilities (columns in CLASSES order), cut into
+    pieces of piece_frames: YAMNet embeds each frame from its own 0.975 s, so a piece's frames are
+    what embedding the piece's audio would give."""
+    from classify.zero_shot import ZeroShotConfig, zero_shot_probabilities
 
-
-def embed_clips(rows: list[dict], data: Path, cache: Path) -> tuple[dict[str, np.ndarray], str]:
-    """Each clip's VGGish frames (whole 0.96 s examples only), embedded once and cached.
-
-    The clips, resampled to 16 kHz and cut to whole examples, are embedded as one long waveform
-    and split back by example counts: one network call instead of 658 differently shaped ones.
-    """
-    if cache.is_file():
-        stored = np.load(cache, allow_pickle=False)
-        return {name: stored[name] for name in stored.files if name != "embedder_id"}, str(stored["embedder_id"])
-    from embed.audio_io import read_mono
-    from embed.pipeline import embed_waveform
-    from embed.random_weights import write_random_vggish
-    from embed.resample import resample_whole
-    from embed.embedder import load_embedder
-
-    example = round(HOP_SECONDS * VGGISH_RATE)
-    pieces, counts = [], {}
-    for row in rows:
-        samples, rate = read_mono(data / row["path"])
-        samples = resample_whole(np.asarray(samples, dtype=np.float64), rate, VGGISH_RATE)
-        whole = len(samples) // example
-        if whole:
-            pieces.append(samples[: whole * example])
-            counts[row["path"]] = whole
-    weights = write_random_vggish(cache.parent / "random-vggish", seed=0)
-    embedder = load_embedder(str(weights.checkpoint), str(weights.pca))
-    started = time.perf_counter()
-    result = embed_waveform(np.concatenate(pieces), VGGISH_RATE, embedder)
-    print(f"embedded {len(counts)} clips ({len(result.embedding)} s) in {time.perf_counter() - started:.0f} s",
-          flush=True)
-    bounds = np.cumsum([0] + list(counts.values()))
-    embeddings = {path: result.embedding[bounds[i]:bounds[i + 1]] for i, path in enumerate(counts)}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, embedder_id=np.array(result.embedder_id), **embeddings)
-    return embeddings, result.embedder_id
-
-
-def households(
-    clips: list[dict], embeddings: dict[str, np.ndarray], event_share: float | None, prefix: str, seed: int
-) -> list[OracleRecording]:
-    """Recordings of CLIPS_PER_RECORDING clips back to back, with every second's true label.
-
-    All background clips (noise, room tone) are used; event clips (laughter, crying, equally many)
-    make up event_share of the clips, or all laughter clips and as many cries when None. Clips are
-    whole 0.96 s examples, so joining their embeddings is embedding the joined audio.
-    """
-    rng = np.random.default_rng(seed)
-    usable = [c for c in clips if c["path"] in embeddings]
-    background = [c for c in usable if c["label"] in BACKGROUND]
-    by_class = {name: [c for c in usable if c["label"] == name] for name in CLASSES}
-    per_class = (min(len(v) for v in by_class.values()) if event_share is None
-                 else round(len(background) * event_share / (1 - event_share) / len(CLASSES)))
-    chosen = list(background)
-    for name in CLASSES:
-        pool = by_class[name]
-        chosen += [pool[i] for i in rng.permutation(len(pool))[:per_class]]
-    order = rng.permutation(len(chosen))
+    columns = [ZeroShotConfig().classes.index(name) for name in CLASSES]
     recordings = []
-    for number, start in enumerate(range(0, len(order), CLIPS_PER_RECORDING)):
-        playlist = [chosen[i] for i in order[start:start + CLIPS_PER_RECORDING]]
-        frames = [embeddings[c["path"]] for c in playlist]
-        truth = np.concatenate([
-            np.tile(np.array([float(c["label"] == name) for name in CLASSES], dtype=np.float32), (len(f), 1))
-            for c, f in zip(playlist, frames)
-        ])
-        recordings.append(OracleRecording(f"{prefix}-{number}", np.concatenate(frames), truth))
+    for h in households:
+        prior = zero_shot_probabilities(h.class_scores.astype(np.float32), class_names)[:, columns]
+        step = piece_frames or len(h.truth)
+        for start in range(0, len(h.truth), step):
+            if len(h.truth) - start >= step // 2:
+                part = slice(start, start + step)
+                recordings.append(OracleRecording(f"{h.key}@{start}", h.embedding[part], h.truth[part], prior[part]))
     return recordings
 
 
-def dequantized(embeddings) -> list[np.ndarray]:
-    """AudioSet uint8 features back to floats: (x / 255) * 4 - 2."""
-    return [e.astype(np.float32) * np.float32(4.0 / 255.0) - np.float32(2.0) for e in embeddings]
+def pool_of_seed(pool: list[OracleRecording], seed: int) -> list[OracleRecording]:
+    """The pool one seed learns from: a random POOL_SHARE of the pieces (the seeds differ in their data)."""
+    chosen = np.random.default_rng(seed).choice(len(pool), size=round(POOL_SHARE * len(pool)), replace=False)
+    return [pool[i] for i in sorted(chosen)]
 
 
-# ---- the learner: homesound's detector ---------------------------------------------------------------
+# ---- the learner ---------------------------------------------------------------------------------
 
-@dataclasses.dataclass
-class DetectorLearner:
-    embedder_id: str
-    epochs: int = 30
-    patience: int = 6
+@dataclass
+class ZeroShotPriorLogistic:
+    """Per second and class: logit = a * logit(zero-shot) + b + w . x, x = the YAMNet embedding
+    projected on the pool's top principal components; fitted by L-BFGS (scipy) with a penalty that pulls
+    (a, b, w) towards (1, 0, 0) - the zero-shot model - so a few labels nudge it, many reshape it."""
 
-    def fit(self, sequences, seed):
-        from classify.config import ModelConfig, TrainConfig
-        from classify.training import train_detector
+    unlabeled: list  # the pool's recordings: the projection is fitted on them (a workspace has them too)
+    components: int = 64
+    weight_penalty: float = 300.0  # on |w|^2, in labeled-frame units (chosen by 5-fold CV on the pool)
+    prior_penalty: float = 1000.0  # on (a - 1)^2 + b^2: keep trusting the zero-shot scores
+    max_positive_weight: float = 10.0
 
-        train = TrainConfig(epochs=self.epochs, patience=self.patience, seed=seed, num_threads=1)
-        return train_detector(sequences, ModelConfig(classes=CLASSES), train, classes=CLASSES, progress=False)
+    def __post_init__(self) -> None:
+        frames = np.concatenate([np.asarray(r.embedding, dtype=np.float32) for r in self.unlabeled])
+        self.mean = frames.mean(axis=0)
+        centered = (frames - self.mean).astype(np.float64)
+        variances, vectors = np.linalg.eigh(centered.T @ centered / len(frames))
+        top = np.argsort(variances)[::-1][: self.components]
+        self.basis = (vectors[:, top] / np.sqrt(variances[top])).astype(np.float32)  # unit variance per component
+        self.projected: dict[str, np.ndarray] = {}  # recording key -> its projected frames
 
-    def probabilities(self, model, embeddings):
-        return model.probabilities_many(list(embeddings), self.embedder_id)
+    def features(self, recordings):
+        missing = [r for r in recordings if r.key not in self.projected]
+        for recording in missing:
+            self.projected[recording.key] = (np.asarray(recording.embedding, dtype=np.float32) - self.mean) @ self.basis
+        return [self.projected[r.key] for r in recordings]
 
-    def mc_samples(self, model, embeddings, count, seed):
-        from active_learning.scoring import mc_dropout_probabilities
+    def fit(self, pool, labeled, seed):
+        from scipy.optimize import minimize
 
-        return mc_dropout_probabilities(model, list(embeddings), self.embedder_id, count, seed)
+        classes = pool[0].truth.shape[1]
+        if not labeled:
+            return np.zeros((self.components, classes)), np.ones(classes), np.zeros(classes)
+        features, priors, truth = [], [], []
+        chosen = [r for r in pool if labeled.get(r.key)]
+        for recording, x in zip(chosen, self.features(chosen)):
+            known = labeled_frames(recording, labeled[recording.key])
+            features.append(x[known])
+            priors.append(_logit(recording.prior[known]))
+            truth.append(recording.truth[known])
+        x = np.concatenate(features).astype(np.float64)
+        prior, y = np.concatenate(priors), np.concatenate(truth).astype(np.float64)
+        positive_weight = np.clip((1 - y).sum(0) / np.maximum(y.sum(0), 1), 1.0, self.max_positive_weight)
+        weights = np.where(y > 0.5, positive_weight, 1.0)
+        size = self.components * classes
 
-    def features(self, embeddings):
-        return dequantized(embeddings)
+        def loss(theta):
+            w, a, b = theta[:size].reshape(self.components, classes), theta[size:size + classes], theta[size + classes:]
+            z = a * prior + b + x @ w
+            data = (weights * (np.logaddexp(0.0, z) - y * z)).sum()
+            residual = weights * (1.0 / (1.0 + np.exp(-z)) - y)
+            value = data + self.weight_penalty * (w ** 2).sum() + self.prior_penalty * (((a - 1) ** 2).sum() + (b ** 2).sum())
+            gradient = np.concatenate([
+                (x.T @ residual + 2 * self.weight_penalty * w).ravel(),
+                (residual * prior).sum(0) + 2 * self.prior_penalty * (a - 1),
+                residual.sum(0) + 2 * self.prior_penalty * b,
+            ])
+            return value, gradient
 
+        start = np.concatenate([np.zeros(size), np.ones(classes), np.zeros(classes)])
+        theta = minimize(loss, start, jac=True, method="L-BFGS-B", options={"maxiter": 300}).x
+        return theta[:size].reshape(self.components, classes), theta[size:size + classes], theta[size + classes:]
 
-@dataclasses.dataclass
-class FrameMLPLearner:
-    """A per-second MLP with dropout (no memory across seconds): a stable yardstick next to the GRU."""
+    def probabilities(self, model, recordings):
+        w, a, b = model
+        return [1.0 / (1.0 + np.exp(-(a * _logit(r.prior) + b + x @ w)))
+                for r, x in zip(recordings, self.features(recordings))]
 
-    hidden: int = 64
-    dropout: float = 0.3
-    steps: int = 300
-
-    def fit(self, sequences, seed):
-        import torch
-
-        x = torch.from_numpy(np.concatenate(self.features([s.embedding for s in sequences])))
-        y = torch.from_numpy(np.concatenate([s.frame_labels for s in sequences]).astype(np.float32))
-        known = ~torch.isnan(y)
-        torch.manual_seed(seed)
-        model = torch.nn.Sequential(
-            torch.nn.Linear(x.shape[1], self.hidden), torch.nn.ReLU(), torch.nn.Dropout(self.dropout),
-            torch.nn.Linear(self.hidden, y.shape[1]),
-        )
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
-        positives = torch.nansum(y, 0).clamp(min=1)
-        negatives = (known.sum(0) - torch.nansum(y, 0)).clamp(min=1)
-        loss_function = torch.nn.BCEWithLogitsLoss(reduction="none", pos_weight=(negatives / positives).clamp(max=20))
-        model.train()
-        for _ in range(self.steps):
-            loss = loss_function(model(x), torch.nan_to_num(y))[known].mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        return model.eval()
-
-    def probabilities(self, model, embeddings):
-        import torch
-
-        with torch.inference_mode():
-            return [torch.sigmoid(model(torch.from_numpy(f))).numpy() for f in self.features(embeddings)]
-
-    def mc_samples(self, model, embeddings, count, seed):
-        import torch
-
-        torch.manual_seed(seed)
-        model.train()
-        try:
-            with torch.inference_mode():
-                return [torch.sigmoid(torch.stack([model(torch.from_numpy(f)) for _ in range(count)])).numpy()
-                        for f in self.features(embeddings)]
-        finally:
-            model.eval()
-
-    def features(self, embeddings):
-        return dequantized(embeddings)
+    def mc_samples(self, model, recordings, count, seed):
+        raise ValueError("this learner has no dropout: BALD needs homesound's detector")
 
 
-# ---- the experiment ----------------------------------------------------------------------------------
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)  # float16 scores reach ~1e-7: keep their order
+    return np.log(p / (1 - p))
+
+
+# ---- the experiment ------------------------------------------------------------------------------
+
+def run_rate(name: str, share: float, counts, batches, args, data: Path, yamnet: Path, class_names):
+    rows = read_clips(data)
+    sides = split_by_source(rows)
+    started = time.perf_counter()
+    sets = {}
+    for recipe in recipes(sides, share, counts, RECORDING_SECONDS, NEGATIVE_SHARE, seed=0):
+        households = build_households(recipe, data, yamnet / "yamnet.tflite", Path(args.cache))
+        sets[recipe.bed_side] = oracle_recordings(households, class_names,
+                                                  PIECE_FRAMES if recipe.bed_side == "pool" else None)
+    pool, test = sets["pool"], sets["test"]
+    config = SimulationConfig(batches=tuple(args.batches or batches))
+    learner = ZeroShotPriorLogistic(pool)
+    for side, recordings in sets.items():
+        truth = np.concatenate([r.truth for r in recordings])
+        print(f"[{name}] {side}: {len(recordings)} recordings, {len(truth) * 0.96 / 3600:.2f} h; event seconds "
+              + ", ".join(f"{c} {truth[:, i].mean():.1%}" for i, c in enumerate(CLASSES))
+              + f" (any {truth.max(axis=1).mean():.1%})", flush=True)
+    pools = [pool_of_seed(pool, seed) for seed in range(args.seeds)]
+    total_windows = float(np.mean([sum(map(len, all_windows(p, config).values())) for p in pools]))
+    print(f"[{name}] embedded/loaded in {time.perf_counter() - started:.0f} s; pool {len(pool)} pieces, each seed "
+          f"draws {POOL_SHARE:.0%}: {total_windows:.0f} windows of {config.window_seconds:.0f} s", flush=True)
+
+    zero = average_precisions([r.truth for r in test], [r.prior for r in test], CLASSES)
+    full_runs = []
+    for seed_pool in pools:
+        full = learner.fit(seed_pool, all_windows(seed_pool, config), 0)
+        full_runs.append(average_precisions([r.truth for r in test], learner.probabilities(full, test), CLASSES))
+    full_aps = {c: float(np.mean([run[c] for run in full_runs])) for c in CLASSES}
+    print(f"[{name}] zero-shot AP {_fmt(zero)}; every pool window labeled: AP {_fmt(full_aps)} (mean of "
+          f"{len(pools)} seeds)", flush=True)
+
+    curves = []
+    policies = [p for p in POLICIES if p.name in args.policies] if args.policies else list(POLICIES)
+    for policy in policies:
+        for seed, seed_pool in enumerate(pools):
+            curve = simulate(seed_pool, test, CLASSES, policy, seed, config, learner)
+            for point in curve:
+                point["rate"] = name
+            curves += curve
+            print(f"[{name}] {policy.name:>42} seed {seed}: " + " ".join(
+                f"{p['mean_ap']:.3f}@{p['labeled_windows']}" for p in curve)
+                + f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    return curves, full_aps, zero, total_windows
+
+
+def summarize(curves, policies, full_aps, zero, total_windows, target_share) -> list[dict]:
+    """Per policy: windows to reach target_share of the all-labeled AP (mean over classes and per class,
+    on the seed-averaged curve), the first round's AP against zero-shot, events found, final AP."""
+    full_mean = float(np.mean(list(full_aps.values())))
+    by = defaultdict(list)
+    for point in curves:
+        by[(point["policy"], point["seed"])].append(point)
+    rows = []
+    for policy in policies:
+        seeds = sorted(seed for p, seed in by if p == policy)
+        if not seeds:
+            continue
+        runs = [by[(policy, seed)] for seed in seeds]
+        averaged = [
+            {key: float(np.mean([p[key] for p in points])) for key in points[0]
+             if key not in ("policy", "rate", "seed")}
+            for points in zip(*runs)
+        ]
+        row = {
+            "policy": policy,
+            "windows_to_target": labels_to_reach(averaged, target_share * full_mean),
+            **{f"windows_to_target_{c}": labels_to_reach(averaged, target_share * full_aps[c], f"ap_{c}")
+               for c in CLASSES},
+            "windows_to_target_per_seed": " ".join(
+                _count(labels_to_reach(run, target_share * full_mean)) for run in runs),
+            "zero_shot_mean_ap": averaged[0]["mean_ap"],
+            "round1_mean_ap": averaged[1]["mean_ap"],
+            "round1_windows": averaged[1]["labeled_windows"],
+            **{f"round1_ap_{c}": averaged[1][f"ap_{c}"] for c in CLASSES},
+            "final_windows": averaged[-1]["labeled_windows"],
+            "final_mean_ap": averaged[-1]["mean_ap"],
+            **{f"final_event_windows_{c}": averaged[-1][f"event_windows_{c}"] for c in CLASSES},
+            "full_pool_mean_ap": full_mean,
+            "full_pool_windows": total_windows,
+            "zero_shot_ap": " ".join(f"{c} {zero[c]:.3f}" for c in CLASSES),
+        }
+        rows.append(row)
+    random = next((r for r in rows if r["policy"] == "random"), None)
+    for row in rows:
+        for suffix in ("", *(f"_{c}" for c in CLASSES)):
+            row[f"saving{suffix}"] = _saving(row[f"windows_to_target{suffix}"],
+                                             random[f"windows_to_target{suffix}"] if random else None,
+                                             row["final_windows"])
+    return rows
+
+
+def _saving(needed, random_needed, budget) -> str:
+    if needed is None:
+        return "not reached"
+    if needed == 0:
+        return "zero-shot reaches it"
+    if random_needed is None:
+        return f">{budget / needed:.1f}x (random not reached)"
+    return f"{random_needed / needed:.2f}x"
+
+
+def _count(value) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _fmt(aps: dict) -> str:
+    return ", ".join(f"{c} {v:.3f}" for c, v in aps.items())
+
+
+def print_table(name: str, rows: list[dict], target_share: float) -> None:
+    first = rows[0]
+    print(f"\n### Event rate {name}: pool {first['full_pool_windows']:.0f} windows; zero-shot AP {first['zero_shot_ap']}; "
+          f"all pool windows labeled: mean AP {first['full_pool_mean_ap']:.3f}; target {target_share:.0%} of it")
+    print("| policy | windows to target (per seed) | vs random | laughter: windows, vs random | "
+          "crying: windows, vs random | round 1 mean AP (zero-shot) | events found (laughter/crying windows) | "
+          f"mean AP at {first['final_windows']:.0f} windows |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['policy']} | {_count(row['windows_to_target'])} ({row['windows_to_target_per_seed']}) | "
+              f"{row['saving']} | {_count(row['windows_to_target_laughter'])}, {row['saving_laughter']} | "
+              f"{_count(row['windows_to_target_crying'])}, {row['saving_crying']} | "
+              f"{row['round1_mean_ap']:.3f} ({row['zero_shot_mean_ap']:.3f}) | "
+              f"{row['final_event_windows_laughter']:.0f}/{row['final_event_windows_crying']:.0f} | "
+              f"{row['final_mean_ap']:.3f} |")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(REPO / "out" / "al_simulation"))
+    parser.add_argument("--cache", default="/tmp/homesound-al-simulation",
+                        help="where the embedded household recordings are kept between runs")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
-    parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--initial-windows", type=int, default=16)
-    parser.add_argument("--windows-per-round", type=int, default=8)
-    parser.add_argument("--no-diversity", action="store_true")
+    parser.add_argument("--rates", nargs="+", choices=list(RATES), default=list(RATES))
+    parser.add_argument("--policies", nargs="+", help="policy names (default: all)")
+    parser.add_argument("--batches", nargs="+", type=int,
+                        help="windows labeled in each round (default per rate: 30%%: 5 5 10 10 20 20 40 40, "
+                             "3%%: 10 10 20 20 40 40 80 80)")
     parser.add_argument("--target", type=float, default=0.95, help="share of the all-pool AP to reach")
-    parser.add_argument("--learner", choices=("detector", "frame-mlp"), default="detector",
-                        help="homesound's GRU detector (default) or a per-second MLP with dropout (a stable yardstick)")
-    parser.add_argument("--event-share", type=float, default=None,
-                        help="share of event clips in the pool recordings (default: all laughter clips and as many "
-                             "cries, about half the clips; household-like: 0.1)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import torch
+    from classify.zero_shot import yamnet_class_names
 
-    torch.set_num_threads(1)  # small models: one thread is fastest, and the machine is shared
-
+    data, yamnet = shared()
+    class_names = yamnet_class_names(yamnet / "yamnet_class_map.csv")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = shared_data()
-    with open(data / "clips.csv") as table:
-        rows = list(csv.DictReader(table))
-    embeddings, embedder_id = embed_clips(rows, data, out.parent / "al_simulation_clip_embeddings.npz")
-    pool_clips, test_clips = split_clips(rows)
-    pool = households(pool_clips, embeddings, args.event_share, "pool", seed=0)
-    test = households(test_clips, embeddings, None, "test", seed=1)
-    config = SimulationConfig(
-        initial_windows=args.initial_windows, windows_per_round=args.windows_per_round, rounds=args.rounds,
-        diversity=not args.no_diversity,
-    )
-    windows = all_windows(pool, config)
-    total_windows = sum(len(w) for w in windows.values())
-    positives = np.concatenate([r.truth for r in pool]).sum(0)
-    print(f"pool: {len(pool)} recordings, {sum(len(r.truth) for r in pool)} s, {total_windows} windows of "
-          f"{config.window_seconds:.0f} s; positive seconds {dict(zip(CLASSES, positives.astype(int).tolist()))}; "
-          f"test: {len(test)} recordings, {sum(len(r.truth) for r in test)} s")
-    learner = DetectorLearner(embedder_id) if args.learner == "detector" else FrameMLPLearner()
-
     started = time.perf_counter()
-    reference = []
-    for seed in range(args.seeds):
-        model = learner.fit(oracle_sequences(pool, windows, CLASSES, embedder_id), seed)
-        aps = average_precisions([r.truth for r in test], learner.probabilities(model, [r.embedding for r in test]),
-                                 CLASSES)
-        reference.append(aps)
-        print(f"all {total_windows} pool windows labeled, seed {seed}: AP {aps}", flush=True)
-    full_ap = float(np.mean([np.nanmean(list(aps.values())) for aps in reference]))
-    target = args.target * full_ap
-
-    curves = []
-    for strategy in args.strategies:
-        for seed in range(args.seeds):
-            curve = simulate(pool, test, CLASSES, strategy, seed, config, learner, embedder_id)
-            curves += curve
-            print(f"{strategy:>16} seed {seed}: mean AP " +
-                  " ".join(f"{p['mean_ap']:.3f}@{p['labeled_windows']}" for p in curve) +
-                  f"  ({time.perf_counter() - started:.0f} s)", flush=True)
-
-    _write_csv(out / "curves.csv", curves)
-    summary = _summary(curves, args.strategies, target, full_ap, total_windows)
-    _write_csv(out / "summary.csv", summary)
-    _plot(curves, args.strategies, full_ap, target, out / "curves.png")
-    print(f"\nAP with all {total_windows} pool windows labeled: {full_ap:.3f} (mean of {args.seeds} seeds); "
-          f"target {args.target:.0%} of it = {target:.3f}")
-    print(f"| strategy | final mean AP ({summary[0]['final_labeled_windows']} windows) | AP laughter | AP crying | "
-          "mean AP over rounds | windows to target (seed mean; per seed) | fewer labels than random |")
-    print("|---|---|---|---|---|---|---|")
-    for row in summary:
-        reach = row["windows_to_target"] if row["windows_to_target"] is not None else "-"
-        print(f"| {row['strategy']} | {row['final_mean_ap']:.3f} +- {row['final_mean_ap_std']:.3f} | "
-              f"{row['final_ap_laughter']:.3f} | {row['final_ap_crying']:.3f} | {row['area_under_curve']:.3f} | "
-              f"{reach} ({row['windows_to_target_per_seed']}) | {row['saving_vs_random']} |")
-    print(f"curves: {out / 'curves.png'}; total {time.perf_counter() - started:.0f} s")
+    all_curves, tables = [], {}
+    for name in args.rates:
+        share, counts, batches = RATES[name]
+        curves, full_aps, zero, total = run_rate(name, share, counts, batches, args, data, yamnet, class_names)
+        all_curves += curves
+        policies = list(dict.fromkeys(p["policy"] for p in curves))
+        tables[name] = summarize(curves, policies, full_aps, zero, total, args.target)
+        _plot(curves, policies, full_aps, args.target, out / f"curves-{name.rstrip('%')}pct.png", name)
+    _write_csv(out / "curves.csv", all_curves)
+    _write_csv(out / "summary.csv", [{"rate": name, **row} for name, rows in tables.items() for row in rows])
+    for name, rows in tables.items():
+        print_table(name, rows, args.target)
+    print(f"\ncurves: {', '.join(str(p) for p in sorted(out.glob('curves-*.png')))}; "
+          f"total {time.perf_counter() - started:.0f} s")
     return 0
 
 
-def _summary(curves, strategies, target, full_ap, total_windows) -> list[dict]:
-    """Per strategy: final AP, area under the curve, and labels to reach the target, per seed and on the
-    seed-averaged curve (less noisy: one lucky round of one seed does not count as reaching it)."""
-    by = defaultdict(list)
-    for point in curves:
-        by[(point["strategy"], point["seed"])].append(point)
-    averaged_reach = {}
-    rows = []
-    for strategy in strategies:
-        seeds = sorted(seed for s, seed in by if s == strategy)
-        finals = [by[(strategy, seed)][-1] for seed in seeds]
-        mean_curve = [
-            {"labeled_windows": points[0]["labeled_windows"], "mean_ap": float(np.mean([p["mean_ap"] for p in points]))}
-            for points in zip(*(by[(strategy, seed)] for seed in seeds))
-        ]
-        averaged_reach[strategy] = labels_to_reach(mean_curve, target)
-        rows.append({
-            "strategy": strategy,
-            "final_labeled_windows": finals[0]["labeled_windows"],
-            "final_mean_ap": float(np.mean([f["mean_ap"] for f in finals])),
-            "final_mean_ap_std": float(np.std([f["mean_ap"] for f in finals])),
-            "final_ap_laughter": float(np.nanmean([f["ap_laughter"] for f in finals])),
-            "final_ap_crying": float(np.nanmean([f["ap_crying"] for f in finals])),
-            "area_under_curve": float(np.mean([p["mean_ap"] for p in mean_curve])),
-            "windows_to_target_per_seed": " ".join(
-                str(r) if r is not None else "-" for r in (labels_to_reach(by[(strategy, s)], target) for s in seeds)),
-            "windows_to_target": averaged_reach[strategy],
-            "full_pool_ap": full_ap,
-            "full_pool_windows": total_windows,
-        })
-    for row in rows:
-        row["saving_vs_random"] = _saving(row["windows_to_target"], averaged_reach.get("random"))
-    return rows
-
-
-def _saving(needed: int | None, random_needed: int | None) -> str:
-    """How many times fewer labels than random reach the target (on seed-averaged curves)."""
-    if needed is None:
-        return "never reached"
-    if random_needed is None:
-        return "random never reached"
-    return f"{random_needed / needed:.2f}x"
-
-
 def _write_csv(path: Path, rows: list[dict]) -> None:
+    fields = list(dict.fromkeys(key for row in rows for key in row))
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
 
 
-def _plot(curves, strategies, full_ap, target, path: Path) -> None:
+def _plot(curves, policies, full_aps, target_share, path: Path, rate: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = ("mean_ap",) + tuple(f"ap_{name}" for name in CLASSES)
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharex=True)
+    panels = ("mean_ap", *(f"ap_{name}" for name in CLASSES))
+    references = {"mean_ap": float(np.mean(list(full_aps.values()))),
+                  **{f"ap_{name}": full_aps[name] for name in CLASSES}}
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), sharex=True)
     for axis, column in zip(axes, panels):
-        for strategy in strategies:
-            points = [p for p in curves if p["strategy"] == strategy]
+        for policy in policies:
+            points = [p for p in curves if p["policy"] == policy]
             xs = sorted({p["labeled_windows"] for p in points})
-            values = np.array([[p[column] for p in points if p["labeled_windows"] == x] for x in xs])
+            values = np.array([[p[column] for p in points if p["labeled_windows"] == x] for x in xs], dtype=float)
             mean, std = np.nanmean(values, axis=1), np.nanstd(values, axis=1)
-            axis.plot(xs, mean, marker="o", markersize=3, label=strategy,
-                      linestyle="--" if strategy == "random" else "-")
-            axis.fill_between(xs, mean - std, mean + std, alpha=0.12)
-        if column == "mean_ap":
-            axis.axhline(full_ap, color="black", linewidth=0.8, label="all pool windows")
-            axis.axhline(target, color="grey", linewidth=0.8, linestyle=":", label="95 % of that")
-        axis.set_title(column.replace("_", " "))
-        axis.set_xlabel("labeled 5 s windows")
-        axis.set_ylabel("average precision (per second, test)")
+            axis.plot(xs, mean, marker="o", markersize=3, label=policy,
+                      linestyle="--" if policy == "random" else "-")
+            axis.fill_between(xs, mean - std, mean + std, alpha=0.1)
+        axis.axhline(references[column], color="black", linewidth=0.8, label="all pool windows labeled")
+        axis.axhline(target_share * references[column], color="grey", linewidth=0.8, linestyle=":",
+                     label=f"{target_share:.0%} of that")
+        axis.set_xscale("symlog", linthresh=10)
+        axis.set_title(f"{column.replace('_', ' ')} (events {rate} of the seconds)")
+        axis.set_xlabel("labeled 5 s windows (0 = zero-shot)")
+        axis.set_ylabel("average precision per second, test")
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=110)
     plt.close(figure)
 
 

@@ -28,26 +28,9 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--workspace", required=True, metavar="home.db")
     train.add_argument("--out", required=True, metavar="MODEL.pt")
-    model = train.add_argument_group("model")
-    model.add_argument("--rnn", choices=("gru", "lstm"), default="gru")
-    model.add_argument("--hidden-size", type=int, default=64)
-    model.add_argument("--projection-size", type=int, default=64)
-    model.add_argument("--layers", type=int, default=1)
-    model.add_argument("--dropout", type=float, default=0.2)
-    model.add_argument("--pooling", choices=("linear_softmax", "attention"), default="linear_softmax",
-                       help="how per-second outputs pool into a clip output for weak labels")
-    model.add_argument("--bidirectional", action="store_true",
-                       help="look at the future too: better offline, but the model cannot stream (offline only)")
-    fitting = train.add_argument_group("training")
+    add_training_options(train)
+    fitting = train.add_argument_group("training data")
     fitting.add_argument("--classes", help="comma-separated targets (default: every target in the data)")
-    fitting.add_argument("--epochs", type=int, default=40)
-    fitting.add_argument("--patience", type=int, default=6, help="epochs without better validation AP before stopping")
-    fitting.add_argument("--batch-size", type=int, default=256)
-    fitting.add_argument("--learning-rate", type=float, default=3e-3)
-    fitting.add_argument("--validation-fraction", type=float, default=0.2)
-    fitting.add_argument("--seed", type=int, default=0)
-    fitting.add_argument("--threads", type=int, default=1,
-                         help="CPU threads for torch (default 1: faster for this small model on a shared machine)")
     fitting.add_argument("--target-precision", type=float,
                          help="calibrate each threshold for this precision (default: best F1)")
     fitting.add_argument("--target-fpr", type=float,
@@ -64,6 +47,59 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
                            help="do not train: calibrate the zero-shot detector (YAMNet's own class scores) on the "
                                 "labeled windows of the training splits and save it as MODEL (JSON)")
     train.set_defaults(handler=run_train)
+
+
+def add_training_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The model and fitting options of `homesound train` (also offered by `homesound round`, as --train-...)."""
+    model = parser.add_argument_group("model")
+    model.add_argument(f"--{prefix}rnn", choices=("gru", "lstm"), default="gru")
+    model.add_argument(f"--{prefix}hidden-size", type=int, default=64)
+    model.add_argument(f"--{prefix}projection-size", type=int, default=64)
+    model.add_argument(f"--{prefix}layers", type=int, default=1)
+    model.add_argument(f"--{prefix}dropout", type=float, default=0.2)
+    model.add_argument(f"--{prefix}pooling", choices=("linear_softmax", "attention"), default="linear_softmax",
+                       help="how per-second outputs pool into a clip output for weak labels")
+    model.add_argument(f"--{prefix}bidirectional", action="store_true",
+                       help="look at the future too: better offline, but the model cannot stream (offline only)")
+    fitting = parser.add_argument_group("training")
+    fitting.add_argument(f"--{prefix}epochs", type=int, default=40)
+    fitting.add_argument(f"--{prefix}patience", type=int, default=6,
+                         help="epochs without better validation AP before stopping")
+    fitting.add_argument(f"--{prefix}batch-size", type=int, default=256)
+    fitting.add_argument(f"--{prefix}learning-rate", type=float, default=3e-3)
+    fitting.add_argument(f"--{prefix}validation-fraction", type=float, default=0.2)
+    fitting.add_argument(f"--{prefix}seed", type=int, default=0)
+    fitting.add_argument(f"--{prefix}threads", type=int, default=1,
+                         help="CPU threads for torch (default 1: faster for this small model on a shared machine)")
+    fitting.add_argument(f"--{prefix}clip-labels", choices=("pooled", "frames"), default="pooled",
+                         help="whole-clip labels train the pooled clip output (default) or every frame of the clip "
+                              "(better on short labeled clips: benchmarks/quality.py)")
+
+
+def training_configs(args: argparse.Namespace, prefix: str = "", *, target_precision: float | None = None,
+                     target_fpr: float | None = None, train_splits: tuple[str, ...] = ("train",)):
+    """(ModelConfig, TrainConfig) from the options add_training_options added."""
+    from classify.config import ModelConfig, TrainConfig
+
+    value = lambda name: getattr(args, (prefix + name).replace("-", "_"))  # noqa: E731
+    try:
+        model = ModelConfig(
+            projection_size=value("projection-size"), hidden_size=value("hidden-size"), rnn=value("rnn"),
+            layers=value("layers"), dropout=value("dropout"), bidirectional=value("bidirectional"),
+            pooling=value("pooling"),
+        )
+        training = TrainConfig(
+            epochs=value("epochs"), patience=value("patience"), batch_size=value("batch-size"),
+            learning_rate=value("learning-rate"), validation_fraction=value("validation-fraction"),
+            seed=value("seed"), num_threads=value("threads"),
+            threshold_mode=("target_precision" if target_precision is not None
+                            else "target_fpr" if target_fpr is not None else "max_f1"),
+            target_precision=target_precision, target_fpr=target_fpr, train_splits=train_splits,
+            clip_labels=value("clip-labels"),
+        )
+    except ValueError as error:
+        raise HomesoundError(str(error)) from error
+    return model, training
 
 
 def _add_event_options(parser: argparse.ArgumentParser) -> None:
@@ -131,87 +167,19 @@ def _split_list(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip()) if text else ()
 
 
-def _one_frame_spec(specs: dict):
-    """The frame facts shared by the training embedders; VGGish and YAMNet frames do not mix."""
-    models = {spec.model: embedder for embedder, spec in specs.items()}
-    if len(set(specs.values())) > 1:
-        raise HomesoundError(f"the labeled data is embedded by {' and '.join(models)} ({', '.join(models.values())}); "
-                             "their embeddings do not mix: choose one with --embedder ID")
-    return next(iter(specs.values()))
-
-
 def run_train(args: argparse.Namespace) -> int:
-    from classify.config import ModelConfig, TrainConfig
-    from classify.plots import training_curves
-    from classify.training import train_detector
-    from homesound.workspace import Workspace
-    from homesound.workspace.classify import register_model
-    from homesound.workspace.recordings import embedder_provenance, frame_spec
-    from homesound.workspace.runs import finish_run, start_run
-    from homesound.workspace.training_data import iter_labeled_sequences
+    from classify.jobs import TrainJob, train_on_workspace
 
     if args.zero_shot:
         return run_zero_shot_calibration(args)
-    out = Path(args.out)
-    try:
-        model_config = ModelConfig(
-            projection_size=args.projection_size, hidden_size=args.hidden_size, rnn=args.rnn,
-            layers=args.layers, dropout=args.dropout, bidirectional=args.bidirectional, pooling=args.pooling,
-        )
-        train_config = TrainConfig(
-            epochs=args.epochs, patience=args.patience, batch_size=args.batch_size, learning_rate=args.learning_rate,
-            validation_fraction=args.validation_fraction, seed=args.seed, num_threads=args.threads,
-            threshold_mode=("target_precision" if args.target_precision is not None
-                            else "target_fpr" if args.target_fpr is not None else "max_f1"),
-            target_precision=args.target_precision, target_fpr=args.target_fpr,
-            train_splits=_split_list(args.train_splits),
-        )
-    except ValueError as error:
-        raise HomesoundError(str(error)) from error
-    with Workspace(args.workspace, create=False) as workspace:
-        models = {}  # embedder id -> model name, so --embedder takes either
-
-        def chosen(embedder_id: str) -> bool:
-            if args.embedder in (None, embedder_id):
-                return True
-            models.setdefault(embedder_id, frame_spec(workspace, embedder_id).model)
-            return models[embedder_id] == args.embedder
-
-        sequences = [s for s in iter_labeled_sequences(workspace) if chosen(s.embedder_id)]
-        if not sequences:
-            raise HomesoundError(
-                f"workspace {args.workspace} holds no labeled sequences"
-                + (f" embedded by {args.embedder}" if args.embedder else "")
-                + "; import AudioSet segments (homesound audioset import) or pull labels (homesound pull) first"
-            )
-        provenance = {e: embedder_provenance(workspace, e) for e in sorted({s.embedder_id for s in sequences})}
-        frames = _one_frame_spec({e: frame_spec(workspace, e) for e in provenance})
-        run_id = start_run(workspace, "train", {"model": dataclasses.asdict(model_config),
-                                                "training": dataclasses.asdict(train_config),
-                                                "embedder": args.embedder, "mix_embedders": args.mix_embedders,
-                                                "out": str(out)})
-        try:
-            detector = train_detector(
-                sequences, model_config, train_config, classes=_split_list(args.classes) or None,
-                allow_mixed_embedders=args.mix_embedders, embedder_provenance=provenance, frames=frames,
-                progress=not args.quiet,
-            )
-            detector.metrics["run_id"] = run_id
-            digest = detector.save(out)
-            curves = training_curves(detector.history, detector.metrics["best_epoch"],
-                                     out.with_name(out.stem + "_training_curves.png"))
-            model_id = register_model(
-                workspace, path=str(out.resolve()), sha256=digest,
-                config={"model": dataclasses.asdict(detector.config), "training": dataclasses.asdict(train_config)},
-                classes=detector.classes, thresholds=detector.thresholds, embedder_ids=detector.embedder_ids,
-                metrics=detector.metrics, run_id=run_id,
-            )
-        except BaseException as error:
-            finish_run(workspace, run_id, "failed", {"error": str(error)})
-            raise
-        finish_run(workspace, run_id, "done", {"model_id": model_id, "sha256": digest,
-                                              "validation_mean_ap": detector.metrics["validation_mean_average_precision"]})
-    _print_training_summary(detector, out, curves)
+    model, training = training_configs(args, target_precision=args.target_precision, target_fpr=args.target_fpr,
+                                       train_splits=_split_list(args.train_splits))
+    result = train_on_workspace(TrainJob(
+        workspace=args.workspace, out=args.out, model=model, training=training,
+        classes=_split_list(args.classes), embedder=args.embedder, mix_embedders=args.mix_embedders,
+        progress=not args.quiet,
+    ))
+    _print_training_summary(result.detector, result.path, result.curves)
     return 0
 
 
@@ -277,43 +245,19 @@ def _print_training_summary(detector, out: Path, curves: Path) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from classify.detector import load_detector
-    from classify.evaluation import evaluate_detector, summary_table, write_report
-    from classify.frame_inputs import expected_inputs, readable_sequence
-    from homesound.workspace import Workspace
-    from homesound.workspace.runs import finish_run, start_run
-    from homesound.workspace.training_data import iter_labeled_sequences
+    from classify.evaluation import summary_table
+    from classify.jobs import EvaluateJob, evaluate_on_workspace
 
-    detector = load_detector(args.model)
-    settings = _event_settings(args)
-    trained_on = set(detector.train_config.train_splits) if detector.train_config else {"train"}
-    with Workspace(args.workspace, create=False) as workspace:
-        candidates = [s for s in iter_labeled_sequences(workspace, args.split)
-                      if args.split is not None or s.split not in trained_on]
-        sequences = [s for s in candidates if readable_sequence(detector, s)]
-        skipped = len(candidates) - len(sequences)
-        if not sequences:
-            where = f"split {args.split!r}" if args.split else f"splits other than {sorted(trained_on)}"
-            raise HomesoundError(
-                f"no labeled sequences in {where} with {expected_inputs(detector)}"
-                + (f" ({skipped} from other embedders)" if skipped else "")
-            )
-        config = {"model": str(args.model), "split": args.split or "held-out", "events": dataclasses.asdict(settings),
-                  "report": str(args.report)}
-        run_id = start_run(workspace, "evaluate", config)
-        try:
-            evaluation = evaluate_detector(detector, sequences, settings)
-            written = write_report(evaluation, args.report,
-                                   extra={**config, "run_id": run_id, "skipped_other_embedders": skipped})
-        except BaseException as error:
-            finish_run(workspace, run_id, "failed", {"error": str(error)})
-            raise
-        finish_run(workspace, run_id, "done", {"mean_average_precision": evaluation.report["mean_average_precision"],
-                                              "sequences": evaluation.report["sequences"]})
-    print(summary_table(evaluation.report))
-    if skipped:
-        print(f"({skipped} sequences from other embedders were skipped)")
-    print(f"report: {written[0]}; PR curves: {', '.join(str(p) for p in written[1:])}")
+    result = evaluate_on_workspace(EvaluateJob(
+        workspace=args.workspace, model=args.model, report=args.report, split=args.split,
+        events=_event_settings(args),
+    ))
+    print(summary_table(result.report))
+    if result.skipped:
+        print(f"({result.skipped} sequences from other embedders were skipped)")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    print(f"report: {result.written[0]}; PR curves: {', '.join(str(p) for p in result.written[1:])}")
     return 0
 
 

@@ -32,8 +32,8 @@ SCENES = (
     ("silence", "laughter", "noise", "crying", "crying", "silence"),
     ("noise", "crying", "silence", "laughter", "noise", "laughter"),
 )
-FAST_TRAIN = ["--epochs=6", "--patience=6", "--threads=1", "--hidden-size=16", "--projection-size=16",
-              "--validation-fraction=0.5"]
+FAST_TRAIN = ["--train-epochs=6", "--train-patience=6", "--train-threads=1", "--train-hidden-size=16",
+              "--train-projection-size=16", "--train-validation-fraction=0.5"]
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_rounds_pull_train_rank_and_push_with_history(household, label_studio, t
         server.client.annotations.create(id=window.task_id, result=regions)
 
     # Round 2: pull those labels, train on them, evaluate, rank with the new model, push the next picks.
-    assert main(["round", *common, *(f"--train-option={option}" for option in FAST_TRAIN)]) == 0
+    assert main(["round", *common, *FAST_TRAIN]) == 0
     printed = capsys.readouterr().out
     assert "round 2: pulled 8 new" in printed
     with Workspace(workspace) as ws:

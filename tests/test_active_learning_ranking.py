@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -118,6 +120,44 @@ def test_confident_share_reserves_picks_for_sure_detections():
     assert "confident laughter" in confident[0].reason
 
 
+def test_per_class_gives_a_rare_class_its_share_of_the_picks():
+    probabilities = np.full((100, 2), 0.01)
+    probabilities[:80, 0] = 0.5  # laughter: doubtful almost everywhere (common, e.g. speech-like sounds)
+    probabilities[[85, 92], 1] = 0.2  # crying: two mildly doubtful seconds, the rare event
+    summed = rank_windows([recording(probabilities)], RankConfig(strategy="entropy", top=4, diversity=False))
+    shared = rank_windows([recording(probabilities)],
+                          RankConfig(strategy="entropy", top=4, diversity=False, per_class=True))
+    assert all(pick.start_seconds < 80 for pick in summed)
+    assert sorted(p.start_seconds for p in shared if p.start_seconds >= 80) == [80.0, 85.0]  # 81.6 s, 88.3 s
+    assert sum("about crying" in p.reason for p in shared) == 2 and sum("about laughter" in p.reason for p in shared) == 2
+
+
+def test_confident_share_takes_turns_between_classes():
+    probabilities = np.full((100, 2), 0.3)
+    probabilities[:60, 0] = 0.99  # many sure laughs
+    probabilities[70:74, 1] = 0.8  # one surer-than-threshold cry
+    picks = rank_windows([recording(probabilities)], RankConfig(
+        strategy="entropy", top=4, confident_share=0.5, confident_threshold=0.6, diversity=False))
+    confident = [p for p in picks if p.strategy == "confident"]
+    assert len(confident) == 2
+    assert {"confident laughter" in p.reason for p in confident} == {True, False}
+    assert any(p.start_seconds == 65.0 and "confident crying" in p.reason for p in confident)
+
+
+def test_prefilter_ranks_only_windows_the_prior_finds_likely():
+    probabilities = np.full((200, 2), 0.5)  # the model is unsure everywhere
+    prior = np.full((200, 2), 0.001)
+    prior[[12, 107, 160], 1] = [0.6, 0.5, 0.4]  # the zero-shot detector hears crying here,
+    prior[[50, 180], 0] = [0.7, 0.3]  # and laughter here
+    config = RankConfig(strategy="entropy", top=3, diversity=False, prefilter_share=0.01, diversity_pool=1)
+    picks = rank_windows([recording(probabilities, prior=prior)], config)
+    # Per class, its two likeliest windows (at least diversity_pool x top between the classes) are candidates.
+    assert {p.start_seconds for p in picks} <= {10.0, 100.0, 45.0, 170.0} and len(picks) == 3
+    assert "likeliest windows" in picks[0].reason
+    unfiltered = rank_windows([recording(probabilities, prior=prior)], dataclasses.replace(config, prefilter_share=1.0))
+    assert {p.start_seconds for p in unfiltered} == {0.0, 5.0, 10.0}
+
+
 def test_random_baseline_is_reproducible_per_seed():
     predictions = recording(np.random.default_rng(1).random((200, 2)))
     first = rank_windows([predictions], RankConfig(strategy="random", top=5, seed=3))
@@ -138,15 +178,18 @@ def test_bald_without_samples_is_refused():
     excluded=st.lists(st.tuples(st.floats(0, 80), st.floats(0.1, 20)), max_size=4),
     strategy=st.sampled_from(["least-confidence", "margin", "entropy", "bald", "random"]),
     seed=st.integers(0, 5),
+    per_class=st.booleans(),
+    prefilter_share=st.sampled_from([1.0, 0.3, 0.05]),
 )
-def test_picks_are_distinct_and_never_touch_taken_spans(frames, excluded, strategy, seed):
+def test_picks_are_distinct_and_never_touch_taken_spans(frames, excluded, strategy, seed, per_class, prefilter_share):
     rng = np.random.default_rng(seed)
     spans = tuple((start, start + length) for start, length in excluded)
     predictions = recording(
         rng.random((frames, 2)), samples=rng.random((4, frames, 2)), embedding=rng.random((frames, 3)),
-        excluded=spans,
+        excluded=spans, prior=rng.random((frames, 2)),
     )
-    picks = rank_windows([predictions], RankConfig(strategy=strategy, top=6, confident_share=0.2, seed=seed))
+    picks = rank_windows([predictions], RankConfig(strategy=strategy, top=6, confident_share=0.2, seed=seed,
+                                                   per_class=per_class, prefilter_share=prefilter_share))
     windows = [(p.start_seconds, p.end_seconds) for p in picks]
     assert len(windows) == len(set(windows)) <= 6
     assert [p.rank for p in picks] == list(range(1, len(picks) + 1))

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from active_learning.ranking import RankConfig
 from active_learning.simulation import (
     OracleRecording,
+    Policy,
     SimulationConfig,
+    labeled_frames,
     labels_to_reach,
     oracle_sequences,
     simulate,
@@ -17,28 +20,39 @@ CLASSES = ("laughter", "crying")
 
 
 class NearestMeanLearner:
-    """Per-second class scores from distances to class means of the labeled seconds; bootstrap as 'MC'."""
+    """Per-second class scores from distances to class means of the labeled seconds (0.5 before any label);
+    bootstrap draws stand in for MC dropout."""
 
-    def fit(self, sequences, seed):
-        x = np.concatenate([s.embedding for s in sequences]).astype(np.float64)
-        y = np.concatenate([s.frame_labels for s in sequences])
-        known = ~np.isnan(y[:, 0])
-        return x[known], y[known]
+    def fit(self, pool, labeled, seed):
+        if not labeled:
+            return None
+        x, y = [], []
+        for recording in pool:
+            if labeled.get(recording.key):
+                known = labeled_frames(recording, labeled[recording.key])
+                x.append(recording.embedding[known].astype(np.float64))
+                y.append(recording.truth[known])
+        return np.concatenate(x), np.concatenate(y)
 
-    def probabilities(self, model, embeddings):
-        return [self._score(model, e.astype(np.float64)) for e in embeddings]
+    def probabilities(self, model, recordings):
+        return [self._score(model, r.embedding.astype(np.float64)) for r in recordings]
 
-    def mc_samples(self, model, embeddings, count, seed):
+    def mc_samples(self, model, recordings, count, seed):
+        if model is None:
+            return [np.full((count, len(r.embedding), len(CLASSES)), 0.5) for r in recordings]
         rng = np.random.default_rng(seed)
         x, y = model
         draws = [rng.integers(0, len(x), len(x)) for _ in range(count)]
-        return [np.stack([self._score((x[d], y[d]), e.astype(np.float64)) for d in draws]) for e in embeddings]
+        return [np.stack([self._score((x[d], y[d]), r.embedding.astype(np.float64)) for d in draws])
+                for r in recordings]
 
-    def features(self, embeddings):
-        return [e.astype(np.float64) for e in embeddings]
+    def features(self, recordings):
+        return [r.embedding.astype(np.float64) for r in recordings]
 
     @staticmethod
     def _score(model, x):
+        if model is None:
+            return np.full((len(x), len(CLASSES)), 0.5)
         train_x, train_y = model
         columns = []
         for c in range(train_y.shape[1]):
@@ -77,9 +91,18 @@ def test_oracle_sequences_label_only_the_chosen_windows():
 
 @pytest.mark.parametrize("strategy", ["entropy", "bald", "random"])
 def test_each_round_labels_new_windows_and_the_model_learns(strategy):
-    config = SimulationConfig(initial_windows=6, windows_per_round=4, rounds=3, mc_samples=4)
-    curve = simulate(planted(8, 1), planted(4, 2), CLASSES, strategy, seed=0, config=config,
+    config = SimulationConfig(batches=(8, 6, 6), mc_samples=4)
+    policy = Policy(strategy, RankConfig(strategy=strategy, per_class=strategy == "entropy"))
+    curve = simulate(planted(8, 1), planted(4, 2), CLASSES, policy, seed=0, config=config,
                      learner=NearestMeanLearner())
-    assert [p["labeled_windows"] for p in curve] == [6, 10, 14, 18]
-    assert curve[-1]["mean_ap"] > 0.8
-    assert labels_to_reach(curve, 0.0) == 6 and labels_to_reach(curve, 1.1) is None
+    assert [p["labeled_windows"] for p in curve] == [0, 8, 14, 20]
+    assert curve[0]["mean_ap"] < 0.6 < 0.75 < curve[-1]["mean_ap"]  # 0 labels: the learner's prior (0.5)
+    assert curve[-1]["event_windows_laughter"] + curve[-1]["event_windows_crying"] > 0
+
+
+def test_labels_to_reach_interpolates_between_rounds():
+    curve = [{"labeled_windows": 0, "mean_ap": 0.4}, {"labeled_windows": 10, "mean_ap": 0.5},
+             {"labeled_windows": 30, "mean_ap": 0.7}]
+    assert labels_to_reach(curve, 0.3) == 0
+    assert labels_to_reach(curve, 0.6) == pytest.approx(20.0)
+    assert labels_to_reach(curve, 0.71) is None

@@ -369,6 +369,10 @@ def _round_line(entry: dict) -> dict:
         "held_out_ap": metrics.get("average_precision") or metrics.get("skipped"),
         "pushed": summary.get("pushed"),
     }
+    if metrics.get("warnings"):
+        line["held_out_warnings"] = metrics["warnings"]  # too small to mean much yet
+    if summary.get("model_source"):
+        line["model_source"] = summary["model_source"]  # given, trained or zero-shot
     if summary.get("error"):
         line["error"] = summary["error"]
     return line

@@ -1,0 +1,196 @@
+"""Train and evaluate on a workspace: the library functions behind `homesound train` / `evaluate`.
+
+Each job takes one frozen configuration, reads the workspace, records a run, and returns what it
+made as data (the detector, its file, the report, warnings), so the command line only parses and
+prints and `homesound round` calls the same functions in process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from classify.config import EventSettings, ModelConfig, TrainConfig
+from homesound.errors import HomesoundError
+from homesound.sequences import LabeledSequence
+
+# Held-out metrics below these sizes describe a recording or two, not the detector.
+MIN_HELD_OUT_RECORDINGS = 5
+MIN_HELD_OUT_POSITIVES = 20  # labeled positive seconds (or clips) per class
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    workspace: str
+    out: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainConfig = field(default_factory=TrainConfig)
+    classes: tuple[str, ...] = ()  # targets to learn; empty = every target in the data
+    embedder: str | None = None  # only sequences of this embedder (id, or model name such as "yamnet")
+    mix_embedders: bool = False  # several embedders, only if they share one embedding space
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    detector: Any  # classify.detector.Detector
+    path: Path
+    sha256: str
+    model_id: int
+    run_id: int
+    curves: Path  # the training-curves PNG beside the model
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    workspace: str
+    model: str  # a model file, or "zero-shot"
+    report: str  # directory for report.json and the PR curves
+    split: str | None = None  # None: every split the model did not train on
+    events: EventSettings = field(default_factory=EventSettings)
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    report: dict[str, Any]
+    written: list[Path]  # report.json first, then the PR curves
+    skipped: int  # held-out sequences of embedders the detector cannot read
+    run_id: int
+    warnings: tuple[str, ...]  # the held-out part is too small to mean much
+
+
+def train_on_workspace(job: TrainJob) -> TrainResult:
+    """Fit a detector on every labeled sequence the workspace holds (of the chosen embedder), save it with
+    its training curves, and register model and run in the workspace."""
+    from classify.plots import training_curves
+    from classify.training import train_detector
+    from homesound.workspace import Workspace
+    from homesound.workspace.classify import register_model
+    from homesound.workspace.recordings import embedder_provenance, frame_spec
+    from homesound.workspace.runs import finish_run, start_run
+
+    out = Path(job.out)
+    with Workspace(job.workspace, create=False) as workspace:
+        sequences = list(labeled_sequences(workspace, job.embedder))
+        if not sequences:
+            raise HomesoundError(
+                f"workspace {job.workspace} holds no labeled sequences"
+                + (f" embedded by {job.embedder}" if job.embedder else "")
+                + "; import labels (homesound labels import, homesound audioset import) or pull them "
+                  "(homesound pull) first"
+            )
+        provenance = {e: embedder_provenance(workspace, e) for e in sorted({s.embedder_id for s in sequences})}
+        frames = _one_frame_spec({e: frame_spec(workspace, e) for e in provenance})
+        run_id = start_run(workspace, "train", {"model": dataclasses.asdict(job.model),
+                                                "training": dataclasses.asdict(job.training),
+                                                "embedder": job.embedder, "mix_embedders": job.mix_embedders,
+                                                "out": str(out)})
+        try:
+            detector = train_detector(
+                sequences, job.model, job.training, classes=job.classes or None,
+                allow_mixed_embedders=job.mix_embedders, embedder_provenance=provenance, frames=frames,
+                progress=job.progress,
+            )
+            detector.metrics["run_id"] = run_id
+            digest = detector.save(out)
+            curves = training_curves(detector.history, detector.metrics["best_epoch"],
+                                     out.with_name(out.stem + "_training_curves.png"))
+            model_id = register_model(
+                workspace, path=str(out.resolve()), sha256=digest,
+                config={"model": dataclasses.asdict(detector.config), "training": dataclasses.asdict(job.training)},
+                classes=detector.classes, thresholds=detector.thresholds, embedder_ids=detector.embedder_ids,
+                metrics=detector.metrics, run_id=run_id,
+            )
+        except BaseException as error:
+            finish_run(workspace, run_id, "failed", {"error": str(error)})
+            raise
+        finish_run(workspace, run_id, "done", {"model_id": model_id, "sha256": digest,
+                                              "validation_mean_ap": detector.metrics["validation_mean_average_precision"]})
+    return TrainResult(detector, out, digest, model_id, run_id, curves)
+
+
+def labeled_sequences(workspace, embedder: str | None = None) -> Iterator[LabeledSequence]:
+    """Every labeled sequence in the workspace, or those of one embedder (its id, or its model's name)."""
+    from homesound.workspace.recordings import frame_spec
+    from homesound.workspace.training_data import iter_labeled_sequences
+
+    models: dict[str, str] = {}  # embedder id -> model name
+
+    def chosen(embedder_id: str) -> bool:
+        if embedder in (None, embedder_id):
+            return True
+        models.setdefault(embedder_id, frame_spec(workspace, embedder_id).model)
+        return models[embedder_id] == embedder
+
+    return (sequence for sequence in iter_labeled_sequences(workspace) if chosen(sequence.embedder_id))
+
+
+def evaluate_on_workspace(job: EvaluateJob) -> EvaluateResult:
+    """Score a detector on the workspace's held-out labeled sequences; write report.json and PR curves."""
+    from classify.detector import load_detector
+    from classify.evaluation import evaluate_detector, write_report
+    from classify.frame_inputs import expected_inputs, readable_sequence
+    from homesound.workspace import Workspace
+    from homesound.workspace.runs import finish_run, start_run
+    from homesound.workspace.training_data import iter_labeled_sequences
+
+    detector = load_detector(job.model)
+    trained_on = set(detector.train_config.train_splits) if getattr(detector, "train_config", None) else {"train"}
+    with Workspace(job.workspace, create=False) as workspace:
+        candidates = [s for s in iter_labeled_sequences(workspace, job.split)
+                      if job.split is not None or s.split not in trained_on]
+        sequences = [s for s in candidates if readable_sequence(detector, s)]
+        skipped = len(candidates) - len(sequences)
+        if not sequences:
+            where = f"split {job.split!r}" if job.split else f"splits other than {sorted(trained_on)}"
+            raise HomesoundError(
+                f"no labeled sequences in {where} with {expected_inputs(detector)}"
+                + (f" ({skipped} from other embedders)" if skipped else "")
+            )
+        config = {"model": str(job.model), "split": job.split or "held-out", "events": dataclasses.asdict(job.events),
+                  "report": str(job.report)}
+        run_id = start_run(workspace, "evaluate", config)
+        try:
+            evaluation = evaluate_detector(detector, sequences, job.events)
+            warnings = held_out_warnings(evaluation.report)
+            written = write_report(evaluation, job.report, extra={
+                **config, "run_id": run_id, "skipped_other_embedders": skipped, "warnings": list(warnings)})
+        except BaseException as error:
+            finish_run(workspace, run_id, "failed", {"error": str(error)})
+            raise
+        finish_run(workspace, run_id, "done", {"mean_average_precision": evaluation.report["mean_average_precision"],
+                                              "sequences": evaluation.report["sequences"],
+                                              "warnings": list(warnings)})
+    return EvaluateResult(evaluation.report, written, skipped, run_id, warnings)
+
+
+def held_out_warnings(
+    report: Mapping[str, Any],
+    min_recordings: int = MIN_HELD_OUT_RECORDINGS,
+    min_positives: int = MIN_HELD_OUT_POSITIVES,
+) -> tuple[str, ...]:
+    """Why the report's numbers should not be trusted yet: too few source recordings, or too few positives
+    of a class (an AP of 1.000 from one recording says nothing about the next)."""
+    warnings = []
+    if report["groups"] < min_recordings:
+        warnings.append(f"the held-out part comes from {report['groups']} source recording"
+                        f"{'s' if report['groups'] != 1 else ''} (fewer than {min_recordings}): its metrics are "
+                        "anecdotes; label more recordings before trusting them")
+    for label, entry in report["classes"].items():
+        positives = sum(entry[level]["positives"] for level in ("frame", "clip") if level in entry)
+        if positives < min_positives:
+            warnings.append(f"{label}: {positives} positive labels held out (fewer than {min_positives}): its AP "
+                            "is not meaningful yet")
+    return tuple(warnings)
+
+
+def _one_frame_spec(specs: Mapping[str, Any]):
+    """The frame facts shared by the training embedders; VGGish and YAMNet frames do not mix."""
+    models = {spec.model: embedder for embedder, spec in specs.items()}
+    if len(set(specs.values())) > 1:
+        raise HomesoundError(f"the labeled data is embedded by {' and '.join(models)} ({', '.join(models.values())}); "
+                             "their embeddings do not mix: choose one with --embedder ID")
+    return next(iter(specs.values()))
