@@ -65,17 +65,15 @@ NEGATIVE_SHARE = 0.10  # household noises, speech, room tone: a tenth of the sec
 RECORDING_SECONDS = 600.0
 PIECE_FRAMES = 312  # pool recordings are cut into ~5-minute pieces; each seed draws POOL_SHARE of them
 POOL_SHARE = 0.8
-POLICIES = (
-    Policy("random", RankConfig(strategy="random", diversity=False)),
-    Policy("entropy + k-center", RankConfig(strategy="entropy")),
-    Policy("entropy", RankConfig(strategy="entropy", diversity=False)),
-    Policy("per-class entropy + k-center", RankConfig(strategy="entropy", per_class=True)),
-    Policy("per-class + confident 30%", RankConfig(strategy="entropy", per_class=True, confident_share=0.3,
-                                                   confident_threshold=0.5)),
-    Policy("prefilter 10% + per-class", RankConfig(strategy="entropy", per_class=True, prefilter_share=0.1)),
+POLICIES = (  # per_class is RankConfig's default (chosen from this table); the first three rank with one score
+    Policy("random", RankConfig(strategy="random", diversity=False, per_class=False)),
+    Policy("entropy + k-center", RankConfig(strategy="entropy", per_class=False)),
+    Policy("entropy", RankConfig(strategy="entropy", diversity=False, per_class=False)),
+    Policy("per-class entropy + k-center (default)", RankConfig(strategy="entropy")),
+    Policy("per-class + confident 30%", RankConfig(strategy="entropy", confident_share=0.3, confident_threshold=0.5)),
+    Policy("prefilter 10% + per-class", RankConfig(strategy="entropy", prefilter_share=0.1)),
     Policy("prefilter 10% + per-class + confident 30%",
-           RankConfig(strategy="entropy", per_class=True, prefilter_share=0.1, confident_share=0.3,
-                      confident_threshold=0.5)),
+           RankConfig(strategy="entropy", prefilter_share=0.1, confident_share=0.3, confident_threshold=0.5)),
 )
 
 
