@@ -77,6 +77,9 @@ def add_training_options(parser: argparse.ArgumentParser, prefix: str = "") -> N
     fitting.add_argument(f"--{prefix}seed", type=int, default=0)
     fitting.add_argument(f"--{prefix}threads", type=int, default=1,
                          help="CPU threads for torch (default 1: faster for this small model on a shared machine)")
+    fitting.add_argument(f"--{prefix}clip-labels", choices=("pooled", "frames"), default="pooled",
+                         help="whole-clip labels train the pooled clip output (default) or every frame of the clip "
+                              "(better on short labeled clips: benchmarks/quality.py)")
 
 
 def training_configs(args: argparse.Namespace, prefix: str = "", *, target_precision: float | None = None,
@@ -98,6 +101,7 @@ def training_configs(args: argparse.Namespace, prefix: str = "", *, target_preci
             threshold_mode=("target_precision" if target_precision is not None
                             else "target_fpr" if target_fpr is not None else "max_f1"),
             target_precision=target_precision, target_fpr=target_fpr, train_splits=train_splits,
+            clip_labels=value("clip-labels"),
         )
     except ValueError as error:
         raise HomesoundError(str(error)) from error

@@ -77,6 +77,20 @@ def check_single_embedder(sequences: Sequence[LabeledSequence], allow_mixed: boo
     return tuple(embedder for embedder, _ in counts.most_common())
 
 
+def clip_labels_on_frames(sequences: Iterable[LabeledSequence]) -> list[LabeledSequence]:
+    """Whole-clip labels spread to every frame of the clip (frames already labeled keep their labels)."""
+    spread = []
+    for sequence in sequences:
+        if sequence.clip_labels is None:
+            spread.append(sequence)
+            continue
+        frames = np.tile(np.asarray(sequence.clip_labels, dtype=np.float32), (len(sequence.embedding), 1))
+        if sequence.frame_labels is not None:
+            frames = np.where(np.isnan(sequence.frame_labels), frames, sequence.frame_labels)
+        spread.append(dataclasses.replace(sequence, clip_labels=None, frame_labels=frames))
+    return spread
+
+
 def cut_into_windows(sequences: Iterable[LabeledSequence], window_frames: int) -> list[LabeledSequence]:
     """Long strongly labeled sequences -> consecutive windows (more, shorter training examples).
 

@@ -21,6 +21,7 @@ from classify.data import (
     batches,
     check_single_embedder,
     classes_of,
+    clip_labels_on_frames,
     cut_into_windows,
     encode,
     sequence_level_targets,
@@ -244,6 +245,8 @@ def train_detector(
     if wrong:
         raise HomesoundError(f"{len(wrong)} sequences (e.g. {wrong[0]}) are not {frames.dimension}-d "
                              f"{frames.model} embeddings; train on one embedder's embeddings")
+    if train_config.clip_labels == "frames":
+        usable = clip_labels_on_frames(usable)
     data = encode(cut_into_windows(usable, train_config.window_frames), classes)
     train_indices, validation_indices = split_by_group(data, train_config.validation_fraction, train_config.seed)
 

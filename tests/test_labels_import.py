@@ -179,3 +179,21 @@ def test_unusable_sources_are_one_clear_message(tmp_path, capsys):
     assert main(["labels", "import", str(tmp_path / "bad.csv"), "--workspace", str(tmp_path / "none.db")]) == 2
     assert "no workspace" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()
+
+
+def test_clip_labels_can_train_every_frame():
+    from classify.config import TrainConfig
+    from classify.data import clip_labels_on_frames
+    from homesound.sequences import LabeledSequence
+
+    weak = LabeledSequence(key="a", group="g", split="train", embedding=np.zeros((3, 4), np.float32),
+                           embedder_id="e", classes=("crying", "laughter"),
+                           clip_labels=np.array([1.0, np.nan], np.float32))
+    strong = LabeledSequence(key="b", group="g", split="train", embedding=np.zeros((2, 4), np.float32),
+                             embedder_id="e", classes=("crying",), frame_labels=np.array([[0.0], [1.0]], np.float32))
+    spread, same = clip_labels_on_frames([weak, strong])
+    assert spread.clip_labels is None and spread.frame_labels.shape == (3, 2)
+    assert (spread.frame_labels[:, 0] == 1).all() and np.isnan(spread.frame_labels[:, 1]).all()
+    assert same is strong
+    with pytest.raises(ValueError, match="clip_labels"):
+        TrainConfig(clip_labels="everywhere")
