@@ -24,7 +24,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                     "the picks for `homesound push`. Windows already queued or labeled are never ranked again.",
     )
     _add_workspace(rank)
-    rank.add_argument("--model", required=True, metavar="MODEL.pt", help="the detector (from `homesound train`)")
+    rank.add_argument("--model", default="zero-shot", metavar="MODEL",
+                      help="the detector: a file from `homesound train`, or zero-shot (default: YAMNet's own class "
+                           "scores, for a workspace embedded with --embedder yamnet and nothing labeled yet)")
     _add_rank_options(rank)
     rank.add_argument("--out", metavar="FILE", help="also write the table as .csv or .parquet")
     rank.add_argument("--dry-run", action="store_true", help="print and export only; queue nothing")

@@ -11,11 +11,14 @@ Round 0 is the zero-shot detector (YAMNet's own laughter and crying scores): no 
 a policy ranks the pool's 5 s windows with the current model (the first round with the zero-shot
 model: the cold start of `homesound round`), the oracle labels the picks, and the learner is fitted
 on everything labeled so far. The learner is a per-second logistic correction of the zero-shot
-logit on the YAMNet embedding (regularised towards the zero-shot model, so no labels = zero-shot):
-a per-second, linear member of the same family as homesound's detector on YAMNet embeddings with
-the zero-shot scores as prior, light enough to refit ~500 times in a few minutes on 2 cores.
+logit on the YAMNet embedding (regularised towards the zero-shot model, so no labels = zero-shot),
+light enough to refit ~500 times in two minutes on 2 cores. It is lighter than the GRU detector
+that `homesound round` trains on YAMNet embeddings, and unlike that GRU it keeps the zero-shot
+scores as a prior: the simulation measures the ranking policies with a learner that starts from
+the zero-shot model, not the GRU's own label efficiency.
 
-    python benchmarks/al_simulation.py --out out/al_simulation           # both rates, 3 seeds (~5-10 min)
+    python benchmarks/al_simulation.py --out out/al_simulation   # both rates, 3 seeds: ~2 min once the
+                                                                 # 5.7 h of households are embedded (~12 min)
 
 Prints, per event rate, a table (labels each policy needs to reach 95 % of the AP of training on
 every pool window, interpolated between rounds on the seed-averaged curve, and how many times
