@@ -42,7 +42,7 @@ from archive_embed import build_archive  # noqa: E402  (the same archive as the 
 
 from tests.ray_local_cluster import LocalCluster  # noqa: E402
 
-WRITES = 2000  # recordings written in the driver's write test
+WRITES = 2000  # recordings written in the driver's write test (a tenth of it for hour-long ones)
 
 
 def written(workspace: Path) -> tuple[int, float]:
@@ -78,6 +78,11 @@ def run_job(archive: Path, workspace: Path, weights: Path, files: int, *extra: s
             "steady": (seconds - first_seconds) / (last - first) if last > first else float("nan")}
 
 
+def embeddings(workspace: Path) -> dict[str, bytes]:
+    with closing(sqlite3.connect(f"file:{workspace}?mode=ro", uri=True)) as db:
+        return dict(db.execute("SELECT content_sha256, embedding FROM embeddings"))
+
+
 def ray_job(archive: Path, scratch: Path, weights: Path, files: int, name: str, nodes: list[int],
             actors_per_node: int) -> dict:
     cluster = LocalCluster(str(scratch / f"cluster-{name}"))
@@ -85,13 +90,16 @@ def ray_job(archive: Path, scratch: Path, weights: Path, files: int, name: str, 
         cluster.start_head(cpus=nodes[0])
         for cpus in nodes[1:]:
             cluster.add_node(cpus=cpus)
-        return run_job(archive, scratch / f"{name}.db", weights, files, "--ray", cluster.address,
-                       "--ray-actors-per-node", str(actors_per_node))
+        result = run_job(archive, scratch / f"{name}.db", weights, files, "--ray", cluster.address,
+                         "--ray-actors-per-node", str(actors_per_node))
+        single, here = embeddings(scratch / "single.db"), embeddings(scratch / f"{name}.db")
+        result["differing"] = sum(here.get(sha) != blob for sha, blob in single.items())
+        return result
     finally:
         cluster.stop()
 
 
-def driver_writes_per_second(scratch: Path, frames: int) -> float:
+def driver_writes_per_second(scratch: Path, frames: int, writes: int) -> float:
     """Recordings of `frames` embeddings written one transaction each, as the driver writes them."""
     import numpy as np
 
@@ -102,13 +110,13 @@ def driver_writes_per_second(scratch: Path, frames: int) -> float:
     with Workspace(scratch / f"writes-{frames}.db") as workspace:
         recordings.register_embedder(workspace, "benchmark", {"model": "vggish"})
         started = time.perf_counter()
-        for index in range(WRITES):
+        for index in range(writes):
             sha256 = f"{index:064x}"
             embedding = StoredEmbedding(sha256, "benchmark", rng.integers(0, 256, (frames, 128), np.uint8), None, 0.96)
             recordings.save_recordings(workspace, [FileIdentity(f"/archive/{index}.flac", 100_000, index)],
                                        content_sha256=sha256, status="embedded",
                                        audio=AudioFacts(frames * 0.96, 44100, 1, "FLAC"), embedding=embedding)
-        return WRITES / (time.perf_counter() - started)
+        return writes / (time.perf_counter() - started)
 
 
 def hash_mb_per_second(archive: Path) -> float:
@@ -143,24 +151,28 @@ def main() -> None:
         print(f"archive: {files} files, {audio_seconds / 3600:.2f} h of audio "
               f"(shared clips + {len(long_minutes)} long synthetic recordings: {args.long_minutes} min)\n")
 
-        rows = [("single machine (1 decoder process)", run_job(archive, scratch / "single.db", weights, files))]
-        rows.append(("Ray, 1 node: 1 decoding worker, 1 network actor",
-                     ray_job(archive, scratch, weights, files, "one", [1], 1)))
-        rows.append(("Ray, 1 node: 2 decoding workers, 2 network actors",
-                     ray_job(archive, scratch, weights, files, "two-actors", [2], 2)))
+        print("| run | end to end, x real time | ratio | steady, x real time | ratio | contents not byte-equal |")
+        print("|---|---|---|---|---|---|", flush=True)
+        single = None
+        runs = [("single machine (1 decoder process)", None, None),
+                ("Ray, 1 node: 1 decoding worker, 1 network actor", [1], 1),
+                ("Ray, 1 node: 2 decoding workers, 2 network actors", [2], 2)]
         if not args.skip_two_nodes:
-            rows.append(("Ray, 2 nodes: 1 decoding worker + 1 network actor each",
-                         ray_job(archive, scratch, weights, files, "two-nodes", [1, 1], 1)))
-        single = rows[0][1]
-        print(f"| run | end to end, x real time | ratio | steady, x real time | ratio |")
-        print("|---|---|---|---|---|")
-        for name, result in rows:
+            runs.append(("Ray, 2 nodes: 1 decoding worker + 1 network actor each", [1, 1], 1))
+        for index, (name, nodes, actors_per_node) in enumerate(runs):
+            if nodes is None:
+                result = run_job(archive, scratch / "single.db", weights, files)
+            else:
+                result = ray_job(archive, scratch, weights, files, f"ray{index}", nodes, actors_per_node)
+            single = single or result
             print(f"| {name} | {result['end_to_end']:.1f} | {result['end_to_end'] / single['end_to_end']:.2f} "
-                  f"| {result['steady']:.1f} | {result['steady'] / single['steady']:.2f} |")
+                  f"| {result['steady']:.1f} | {result['steady'] / single['steady']:.2f} "
+                  f"| {result.get('differing', '-')} |", flush=True)
 
         print("\nthe driver's limits (one process, whatever the cluster's size):")
-        for frames, what in ((5, "a 5 s clip"), (62, "a 1-minute recording"), (3750, "a 1-hour recording")):
-            rate = driver_writes_per_second(scratch, frames)
+        for frames, what, writes in ((5, "a 5 s clip", WRITES), (62, "a 1-minute recording", WRITES),
+                                     (3750, "a 1-hour recording", WRITES // 10)):
+            rate = driver_writes_per_second(scratch, frames, writes)
             hours_per_minute = rate * frames * 0.96 / 3600 * 60
             print(f"  SQLite writes of {what} ({frames} embeddings, one transaction each): {rate:.0f}/s "
                   f"= {hours_per_minute:.0f} h of audio per minute")

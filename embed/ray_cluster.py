@@ -48,7 +48,6 @@ CALLS_PER_ACTOR = 2  # batches sent to an actor at once: one running, one waitin
 TASKS_PER_CPU = 2  # decoding tasks in flight per CPU of the cluster: one running, one queued
 OBJECTS_AHEAD = 8  # outputs a decoding task may have ahead of the driver (4 batches of ~1.6 MB)
 REFRESH_SECONDS = 2.0  # how often the driver looks for nodes that joined or died
-SHIPPED_PACKAGES = ("embed", "homesound")  # the code the workers run is the driver's (Ray runtime_env)
 
 
 @dataclass(frozen=True)
@@ -61,6 +60,10 @@ class ClusterConfig:
     bytes_per_task: int = 64 << 20  # a task takes files up to this size in total (a bigger file goes alone)
     max_attempts: int = 3  # times a file's decoding may be lost with its worker before it is recorded as failed
     node_wait_seconds: float = 120.0  # how long the job waits for a node that can run the network
+
+    def __post_init__(self) -> None:
+        if self.actors_per_node < 1 or self.files_per_task < 1 or self.max_attempts < 1:
+            raise HomesoundError("actors per node, files per task and attempts must be at least 1")
 
 
 # -- what runs on the cluster -------------------------------------------------------------------
@@ -122,12 +125,7 @@ class NetworkActor:
         self.embedder = None
         self.error: str | None = None
         try:
-            if actors_on_node > 1:  # the node's cores are shared between its actors
-                import tensorflow as tf
-
-                share = max(1, (os.cpu_count() or 1) // actors_on_node)
-                tf.config.threading.set_intra_op_parallelism_threads(share)
-                config = replace(config, threads=config.threads or share)  # a TFLite interpreter's threads
+            located, config = _fit_to_node(located, config, actors_on_node)
             self.embedder = build_embedder(located, config)
         except Exception as error:  # reported by identity(): the driver refuses this node, the job goes on
             self.error = f"{type(error).__name__}: {error}".splitlines()[0]
@@ -151,6 +149,32 @@ class NetworkActor:
             frames = self.embedder.embed_chunks([payload])[0]
         raw = np.asarray(frames.raw, np.float32)
         return self.embedder.postprocess(raw), raw if self.keep_raw else None, frames.class_scores
+
+
+def _fit_to_node(located: EmbedderSource, config: EmbedderConfig, actors_on_node: int
+                 ) -> tuple[EmbedderSource, EmbedderConfig]:
+    """The driver's embedder, run the way this node allows (none of it changes the numbers or the id).
+
+    Threads: Ray starts an actor with OMP_NUM_THREADS=1, which torch obeys; the network gets the
+    node's cores instead, shared between its actors. A GPU Ray gave this actor: VGGish's torch
+    backend runs there (TensorFlow finds it by itself).
+    """
+    import ray
+
+    share = max(1, len(os.sched_getaffinity(0)) // actors_on_node)
+    runtime = located.runtime
+    if getattr(runtime, "backend", None) == "torch":
+        import torch
+
+        torch.set_num_threads(share)
+        if ray.get_gpu_ids() and runtime.device == "cpu":
+            located = replace(located, runtime=replace(runtime, device="cuda"))
+            config = replace(config, device="cuda")
+    elif located.kind != "tflite":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(share)
+    return located, replace(config, threads=config.threads or share)  # a TFLite interpreter's threads
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -194,8 +218,6 @@ class ClusterEmbedding(_ArchiveEmbedding):
         # the single-machine default, which would starve a cluster.
         super().__init__(workspace, replace(config, files_in_flight=sys.maxsize), todo, summary, located, progress)
         self.cluster: ClusterConfig = config.cluster
-        if self.cluster.actors_per_node < 1:
-            raise HomesoundError("actors per node must be at least 1")
         self.ray = _import_ray()
         self.connected_here = False
         self.tasks: dict[Any, _Task] = {}  # ObjectRefGenerator -> task
@@ -252,9 +274,8 @@ class ClusterEmbedding(_ArchiveEmbedding):
         import embed
         import homesound
 
-        packages = {"embed": embed, "homesound": homesound}
-        runtime_env = {
-            "py_modules": [os.path.dirname(packages[name].__file__) for name in SHIPPED_PACKAGES],
+        runtime_env = {  # the workers run the driver's homesound, whatever the nodes have installed
+            "py_modules": [os.path.dirname(embed.__file__), os.path.dirname(homesound.__file__)],
             "env_vars": {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
         }
         try:
@@ -272,7 +293,7 @@ class ClusterEmbedding(_ArchiveEmbedding):
         the embedder is recorded in the workspace as that actor describes it (as one machine does)."""
         while self.first_identity is None:
             self._refresh_cluster()
-            pending = [actor.identity for actor in self.actors]
+            pending = [actor.identity for actor in self.actors if not actor.ready]
             if pending:
                 self.ray.wait(pending, num_returns=1, timeout=0.5)
                 self._check_identities()
@@ -322,8 +343,11 @@ class ClusterEmbedding(_ArchiveEmbedding):
         actor_class = self.ray.remote(NetworkActor).options(
             num_cpus=0, num_gpus=1 if gpus else 0, max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False))
+        located = self.located
+        if getattr(located.runtime, "converted", None) is not None:  # weights in memory: each actor reads the file
+            located = replace(located, runtime=replace(located.runtime, converted=None))
         for _ in range(count):
-            handle = actor_class.remote(self.located, self.config.embedder, self.send_examples, self.config.keep_raw,
+            handle = actor_class.remote(located, self.config.embedder, self.send_examples, self.config.keep_raw,
                                         1 if gpus else count)
             self.actors.append(_Actor(handle, node["NodeID"], handle.identity.remote()))
 

@@ -34,6 +34,7 @@ def _free_port() -> int:
 class LocalCluster:
     def __init__(self, root: str | None = None):
         self.root = Path(root or tempfile.mkdtemp(prefix="homesound-ray-"))
+        self.root.mkdir(parents=True, exist_ok=True)
         # Ray keeps its socket paths short; the session folder lives under a short name too.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="hsray", dir="/tmp"))
         self.port = _free_port()
