@@ -26,8 +26,9 @@ DEFAULT_PCA_URL = "https://storage.googleapis.com/audioset/vggish_pca_params.npz
 SOURCE_ENV = "HOMESOUND_VGGISH"
 BACKEND_ENV = "HOMESOUND_VGGISH_BACKEND"
 BACKENDS = ("tf", "torch")
-# torch with channels-last oneDNN convolutions: ~25 % less CPU per example than TF with XLA on this
-# AVX2 machine, and a start-up without TensorFlow once the weights are converted (benchmarks/embed_speed.py).
+# torch: a third of TF's start-up CPU time and half its memory, no TensorFlow once the weights are converted;
+# the network alone per CPU second is faster in torch here, end to end with two threads TF-XLA was 15-35 %
+# faster on this loaded 2-core AVX2 machine (README, benchmarks/embed_speed.py).
 DEFAULT_BACKEND = "torch"
 PCA_ENV = "HOMESOUND_VGGISH_PCA"
 PCA_URL_ENV = "HOMESOUND_VGGISH_PCA_URL"
