@@ -24,7 +24,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                     "the picks for `homesound push`. Windows already queued or labeled are never ranked again.",
     )
     _add_workspace(rank)
-    rank.add_argument("--model", required=True, metavar="MODEL.pt", help="the detector (from `homesound train`)")
+    rank.add_argument("--model", default="zero-shot", metavar="MODEL",
+                      help="the detector: a file from `homesound train`, or zero-shot (default: YAMNet's own class "
+                           "scores, for a workspace embedded with --embedder yamnet and nothing labeled yet)")
     _add_rank_options(rank)
     rank.add_argument("--out", metavar="FILE", help="also write the table as .csv or .parquet")
     rank.add_argument("--dry-run", action="store_true", help="print and export only; queue nothing")
@@ -97,9 +99,9 @@ def _add_rank_options(parser: argparse.ArgumentParser) -> None:
                         help="share of picks for the most confident detections, to catch confident mistakes")
     parser.add_argument("--confident-threshold", type=float, default=0.9,
                         help="a window counts as a confident detection of a class from this probability (default 0.9)")
-    parser.add_argument("--per-class", action="store_true",
-                        help="share the picks equally between the classes, each ranked by its own uncertainty "
-                             "(keeps a rare class from being drowned by a common one)")
+    parser.add_argument("--per-class", action=argparse.BooleanOptionalAction, default=True,
+                        help="share the picks equally between the classes, each ranked by its own uncertainty, so a "
+                             "rare class is not drowned by a common one (default; --no-per-class: one score for all)")
     parser.add_argument("--prefilter-share", type=float, default=1.0,
                         help="rank only this share of the windows per class, the likeliest under the zero-shot "
                              "detector (YAMNet embeddings; else the model itself); default 1 = all windows")

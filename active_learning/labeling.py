@@ -24,6 +24,7 @@ from homesound.workspace.training_data import HOP_SECONDS, StrongLabel
 NONE_OF_THESE = "none of these"
 REGIONS_NAME = "event"  # the <Labels> control: time regions on the audio
 AUDIO_NAME = "audio"
+PICTURE_NAME = "spectrogram"  # the clip's spectrogram with the model's guess (active_learning.spectrogram)
 CLIP_CHOICE_NAME = "clip"  # the clip-level <Choices> control
 WINDOW_KEY_FIELD = "homesound_window"  # task data field carrying the idempotency key
 DEFAULT_THRESHOLD = 0.5
@@ -31,7 +32,8 @@ _COLORS = ("#2ca02c", "#d62728", "#1f77b4", "#ff7f0e", "#9467bd")
 
 
 def label_config(classes: Sequence[str]) -> str:
-    """Play the clip, mark time regions per class, or say the clip holds none of them."""
+    """See the clip's spectrogram and the model's guess, play it, mark time regions per class, or say the
+    clip holds none of them."""
     labels = "\n".join(
         f"    <Label value={quoteattr(name)} background={quoteattr(_COLORS[i % len(_COLORS)])}/>"
         for i, name in enumerate(classes)
@@ -39,6 +41,7 @@ def label_config(classes: Sequence[str]) -> str:
     return (
         "<View>\n"
         '  <Header value="$title"/>\n'
+        f'  <Image name="{PICTURE_NAME}" value="${PICTURE_NAME}"/>\n'
         f'  <Labels name="{REGIONS_NAME}" toName="{AUDIO_NAME}">\n{labels}\n  </Labels>\n'
         f'  <Audio name="{AUDIO_NAME}" value="$audio"/>\n'
         f'  <Choices name="{CLIP_CHOICE_NAME}" toName="{AUDIO_NAME}" choice="single" showInline="true">\n'
@@ -81,8 +84,10 @@ def prediction_regions(
     return results
 
 
-def task_payload(window: QueueRow, audio_url: str, model_version: str | None, classes: Sequence[str]) -> dict:
-    """One task per clip; the window key rides along so a rerun can find what is already there."""
+def task_payload(window: QueueRow, audio_url: str, model_version: str | None, classes: Sequence[str],
+                 picture_url: str) -> dict:
+    """One task per clip (its audio and its picture); the window key rides along so a rerun can find what
+    is already there."""
     assert window.clip_start_seconds is not None and window.clip_end_seconds is not None
     name = window.recording_path.rsplit("/", 1)[-1]
     title = (
@@ -92,6 +97,7 @@ def task_payload(window: QueueRow, audio_url: str, model_version: str | None, cl
     task: dict = {
         "data": {
             AUDIO_NAME: audio_url,
+            PICTURE_NAME: picture_url,
             "title": title,
             WINDOW_KEY_FIELD: window.key,
             "recording": window.recording_path,

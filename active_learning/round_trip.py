@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from active_learning.clips import clip_name, cut_clip
+from active_learning.spectrogram import write_clip_picture
 from active_learning.label_studio import LabelStudio
 from active_learning.labeling import (
     NONE_OF_THESE,
@@ -109,7 +110,9 @@ def push(workspace: Workspace, server: LabelStudio, config: PushConfig, *, progr
                 served = True
             if ready:
                 payloads = [
-                    task_payload(w, server.local_file_url(w.clip_path), w.model_id, config.classes) for w in ready
+                    task_payload(w, server.local_file_url(w.clip_path), w.model_id, config.classes,
+                                 server.local_file_url(picture_path(w.clip_path)))
+                    for w in ready
                 ]
                 task_ids = server.import_tasks(project_id, payloads)
                 if task_ids is None:  # the server did not list the new ids: find them by window key
@@ -153,15 +156,24 @@ def pull(
 
 
 def _with_clip(workspace: Workspace, window: queue.QueueRow, config: PushConfig) -> queue.QueueRow:
-    """The window with its clip on disk, cut now unless an earlier run already did."""
+    """The window with its clip and the clip's picture on disk, made now unless an earlier run already did."""
     path = Path(config.clip_dir).resolve() / clip_name(window.content_sha256, window.start_seconds, window.end_seconds)
-    if window.clip_path == str(path) and path.is_file():
-        return window
-    clip_start, clip_end = cut_clip(
-        window.recording_path, window.start_seconds, window.end_seconds, config.context_seconds, path
-    )
-    queue.set_clip(workspace, window.key, str(path), clip_start, clip_end)
-    return dataclasses.replace(window, clip_path=str(path), clip_start_seconds=clip_start, clip_end_seconds=clip_end)
+    if not (window.clip_path == str(path) and path.is_file()):
+        clip_start, clip_end = cut_clip(
+            window.recording_path, window.start_seconds, window.end_seconds, config.context_seconds, path
+        )
+        queue.set_clip(workspace, window.key, str(path), clip_start, clip_end)
+        window = dataclasses.replace(window, clip_path=str(path), clip_start_seconds=clip_start,
+                                     clip_end_seconds=clip_end)
+    if not picture_path(path).is_file():
+        write_clip_picture(path, picture_path(path), window.clip_start_seconds,
+                           (window.start_seconds, window.end_seconds), window.predictions)
+    return window
+
+
+def picture_path(clip_path: str | Path) -> Path:
+    """Where a clip's spectrogram picture is: beside it, same name, .png."""
+    return Path(clip_path).with_suffix(".png")
 
 
 def _task_ids_by_window(tasks: Iterable[dict]) -> dict[str, int]:

@@ -41,6 +41,12 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
                          "of this model (vggish, yamnet)")
     fitting.add_argument("--mix-embedders", action="store_true",
                          help="allow sequences from several embedders (only if they share one embedding space)")
+    fitting.add_argument("--accept-embedder", choices=("audioset-release",),
+                         help="say that the workspace's VGGish archive is compatible with AudioSet's released "
+                              "features (Google's checkpoint and official PCA): the model then reads it too; checked "
+                              "against --official-pca and recorded in the model and the run")
+    fitting.add_argument("--official-pca", metavar="vggish_pca_params.npz",
+                         help="with --accept-embedder: the official PCA file the archive was embedded with")
     fitting.add_argument("--quiet", action="store_true", help="no progress bar")
     zero_shot = train.add_argument_group("zero-shot (no training)")
     zero_shot.add_argument("--zero-shot", action="store_true",
@@ -177,9 +183,13 @@ def run_train(args: argparse.Namespace) -> int:
     result = train_on_workspace(TrainJob(
         workspace=args.workspace, out=args.out, model=model, training=training,
         classes=_split_list(args.classes), embedder=args.embedder, mix_embedders=args.mix_embedders,
-        progress=not args.quiet,
+        progress=not args.quiet, accept_embedder=args.accept_embedder, official_pca=args.official_pca,
     ))
     _print_training_summary(result.detector, result.path, result.curves)
+    for embedder_id, evidence in result.accepted.items():
+        print(f"also reads {embedder_id} as {evidence['accepted_as']}: official PCA (sha256 "
+              f"{evidence['pca_sha256'][:12]}...), checkpoint weights {str(evidence['weights_sha256'])[:12]}... "
+              "recorded (not checkable offline)")
     return 0
 
 

@@ -77,4 +77,10 @@ def expected_inputs(detector) -> str:
     """For messages: what the detector needs."""
     if reads_class_scores(detector):
         return "YAMNet class scores (recordings embedded with --embedder yamnet)"
-    return "embeddings from " + ", ".join(detector.embedder_ids)
+    from classify.compatibility import AUDIOSET_RELEASE
+
+    hint = ""
+    if AUDIOSET_RELEASE in detector.embedder_ids:
+        hint = (f" (an archive embedded with Google's VGGish checkpoint and official PCA can be read too: train with "
+                f"--accept-embedder {AUDIOSET_RELEASE} --official-pca vggish_pca_params.npz)")
+    return "embeddings from " + ", ".join(detector.embedder_ids) + hint

@@ -32,6 +32,10 @@ class TrainJob:
     embedder: str | None = None  # only sequences of this embedder (id, or model name such as "yamnet")
     mix_embedders: bool = False  # several embedders, only if they share one embedding space
     progress: bool = True
+    # "audioset-release": the model also reads the workspace's VGGish embedders that were embedded with this
+    # official PCA file (classify.compatibility checks it and records the evidence in the model and the run).
+    accept_embedder: str | None = None
+    official_pca: str | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class TrainResult:
     model_id: int
     run_id: int
     curves: Path  # the training-curves PNG beside the model
+    accepted: dict[str, dict] = field(default_factory=dict)  # embedder id -> why it may be read (accept_embedder)
 
 
 @dataclass(frozen=True)
@@ -82,18 +87,28 @@ def train_on_workspace(job: TrainJob) -> TrainResult:
                 + "; import labels (homesound labels import, homesound audioset import) or pull them "
                   "(homesound pull) first"
             )
-        provenance = {e: embedder_provenance(workspace, e) for e in sorted({s.embedder_id for s in sequences})}
+        trained_on = tuple(sorted({s.embedder_id for s in sequences}))
+        provenance = {e: embedder_provenance(workspace, e) for e in trained_on}
         frames = _one_frame_spec({e: frame_spec(workspace, e) for e in provenance})
+        accepted = _accepted_embedders(workspace, job, trained_on)
         run_id = start_run(workspace, "train", {"model": dataclasses.asdict(job.model),
                                                 "training": dataclasses.asdict(job.training),
                                                 "embedder": job.embedder, "mix_embedders": job.mix_embedders,
-                                                "out": str(out)})
+                                                "accept_embedder": job.accept_embedder,
+                                                "official_pca": job.official_pca, "out": str(out)})
         try:
             detector = train_detector(
                 sequences, job.model, job.training, classes=job.classes or None,
-                allow_mixed_embedders=job.mix_embedders, embedder_provenance=provenance, frames=frames,
-                progress=job.progress,
+                allow_mixed_embedders=job.mix_embedders or bool(accepted), embedder_provenance=provenance,
+                frames=frames, progress=job.progress,
             )
+            if accepted:
+                detector = dataclasses.replace(
+                    detector, embedder_ids=tuple(dict.fromkeys((*detector.embedder_ids, *accepted))),
+                    embedder_provenance={**detector.embedder_provenance, **{
+                        e: {**(embedder_provenance(workspace, e) or {}), "acceptance": evidence}
+                        for e, evidence in accepted.items()}},
+                )
             detector.metrics["run_id"] = run_id
             digest = detector.save(out)
             curves = training_curves(detector.history, detector.metrics["best_epoch"],
@@ -108,8 +123,23 @@ def train_on_workspace(job: TrainJob) -> TrainResult:
             finish_run(workspace, run_id, "failed", {"error": str(error)})
             raise
         finish_run(workspace, run_id, "done", {"model_id": model_id, "sha256": digest,
-                                              "validation_mean_ap": detector.metrics["validation_mean_average_precision"]})
-    return TrainResult(detector, out, digest, model_id, run_id, curves)
+                                              "validation_mean_ap": detector.metrics["validation_mean_average_precision"],
+                                              "accepted_embedders": accepted})
+    return TrainResult(detector, out, digest, model_id, run_id, curves, accepted)
+
+
+def _accepted_embedders(workspace, job: TrainJob, trained_on: tuple[str, ...]) -> dict[str, dict]:
+    """The archive embedders the user's --accept-embedder statement lets the model read (checked), or none."""
+    if job.accept_embedder is None:
+        if job.official_pca is not None:
+            raise HomesoundError("--official-pca goes with --accept-embedder audioset-release")
+        return {}
+    if job.official_pca is None:
+        raise HomesoundError(f"--accept-embedder {job.accept_embedder} needs --official-pca vggish_pca_params.npz "
+                             "(the PCA file the archive was embedded with), so homesound can check the claim")
+    from classify.compatibility import accept_workspace_embedders
+
+    return accept_workspace_embedders(workspace, job.accept_embedder, job.official_pca, trained_on)
 
 
 def labeled_sequences(workspace, embedder: str | None = None) -> Iterator[LabeledSequence]:

@@ -122,6 +122,9 @@ def check_embedder_id(accepted: tuple[str, ...] | list[str], frames: FrameSpec, 
                   f"(the same {frames.model} source as the training data), or retrain on {given} embeddings")
     else:
         advice = f"embed with the same {frames.model} source as the training data (and its files), or retrain"
+    if "audioset-release" in accepted and given == "vggish":
+        advice += ("; if this archive was embedded with Google's VGGish checkpoint and official PCA file, train with "
+                   "--accept-embedder audioset-release --official-pca vggish_pca_params.npz")
     raise ProvenanceMismatchError(f"the detector was trained on embeddings from {expected} ({frames.model}) "
                                   f"but these come from {embedder_id}; {advice}")
 

@@ -23,6 +23,7 @@ from active_learning.round_trip import (
     PushConfig,
     _with_clip,
     ensure_project,
+    picture_path,
     pull,
     push,
 )
@@ -95,16 +96,16 @@ def test_push_creates_one_task_per_window_with_the_models_guess_and_a_playable_c
         assert {r["value"]["labels"][0] for r in prediction["result"]} == {"crying"}
     # The clip plays from the server: the window plus 1 s of context (only after, at the start).
     first = rows[windows[0].key]
-    request = urllib.request.Request(
-        label_studio.url + task_payload(first, server.local_file_url(first.clip_path), None, CLASSES)["data"]["audio"],
-        headers={"Authorization": f"Token {label_studio.credentials.legacy_token}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        clip_bytes = response.read()
+    task = next(t for t in tasks if t["data"][WINDOW_KEY_FIELD] == first.key)
     clip_file = tmp_path / "served.wav"
-    clip_file.write_bytes(clip_bytes)
+    clip_file.write_bytes(_served(label_studio, task["data"]["audio"]))
     assert sf.info(clip_file).duration == pytest.approx(6.0, abs=0.01)
     assert (first.clip_start_seconds, first.clip_end_seconds) == (0.0, 6.0)
+    # Beside the player, the person sees the clip's spectrogram with the model's guess, served the same way.
+    picture = _served(label_studio, task["data"]["spectrogram"])
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n" and len(picture) > 10_000
+    project = server.client.projects.get(id=summary.project_id)
+    assert '<Image name="spectrogram" value="$spectrogram"/>' in project.label_config
 
 
 def test_pull_turns_annotations_into_labels_and_an_edit_replaces_them(label_studio, recording, tmp_path):
@@ -173,7 +174,8 @@ def test_push_adopts_tasks_a_crashed_run_created_and_never_duplicates(label_stud
         # The state a run leaves when it dies right after the server took a task but before noting it.
         project_id, _ = ensure_project(workspace, server, config)
         row = _with_clip(workspace, queue.queued_windows(workspace)[0], config)
-        (orphan,) = server.import_tasks(project_id, [task_payload(row, server.local_file_url(row.clip_path), "m", CLASSES)])
+        (orphan,) = server.import_tasks(project_id, [task_payload(
+            row, server.local_file_url(row.clip_path), "m", CLASSES, server.local_file_url(picture_path(row.clip_path)))])
         summary = push(workspace, server, config, progress=False)
         assert (summary.adopted, summary.pushed) == (1, 1)
         assert queue.queued_windows(workspace)[0].task_id == orphan
@@ -244,6 +246,41 @@ def test_both_token_kinds_work_and_a_bad_key_or_dead_server_is_one_clear_error(l
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     with Workspace(workspace_path) as workspace:
         assert workspace.query("SELECT COUNT(*) AS n FROM runs")[0]["n"] == 0  # nothing written
+
+
+def test_a_personal_access_token_made_without_a_browser_works(label_studio):
+    """The README's headless steps for a fresh account (here signed up through the form: the server's first
+    user already holds a token): sign in with email and password (Django's CSRF form), ask for a personal
+    access token, and homesound connects with it."""
+    import http.cookiejar
+    import json
+    import urllib.parse
+
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def csrf() -> str:
+        return next(cookie.value for cookie in jar if cookie.name == "csrftoken")
+
+    email, password = "headless@homesound.test", "another long passphrase"
+    for page in ("signup", "login"):
+        browser.open(f"{label_studio.url}/user/{page}/", timeout=10).close()
+        form = urllib.parse.urlencode({"csrfmiddlewaretoken": csrf(), "email": email, "password": password}).encode()
+        browser.open(urllib.request.Request(f"{label_studio.url}/user/{page}/", data=form,
+                                            headers={"Referer": f"{label_studio.url}/user/{page}/"}), timeout=10).close()
+    request = urllib.request.Request(f"{label_studio.url}/api/token/", data=b"{}", method="POST", headers={
+        "X-CSRFToken": csrf(), "Referer": f"{label_studio.url}/", "Content-Type": "application/json"})
+    with browser.open(request, timeout=10) as response:
+        token = json.loads(response.read())["token"]
+    assert LabelStudio(settings_for(label_studio, token)).user == email
+
+
+def _served(label_studio, url_path: str) -> bytes:
+    """A file as the labeling page fetches it from the server."""
+    request = urllib.request.Request(label_studio.url + url_path,
+                                     headers={"Authorization": f"Token {label_studio.credentials.legacy_token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read()
 
 
 def _strong_counts(workspace) -> dict[str, tuple[int, int]]:

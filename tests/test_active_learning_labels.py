@@ -103,7 +103,7 @@ def test_a_task_round_trips_to_an_annotation_in_recording_time():
         predictions=None, status=al.PUSHED, clip_path="/clips/x.wav", clip_start_seconds=9.0,
         clip_end_seconds=16.0, project_id=7, task_id=101,
     )
-    task = task_payload(window, "/data/local-files/?d=clips/x.wav", "m1", CLASSES)
+    task = task_payload(window, "/data/local-files/?d=clips/x.wav", "m1", CLASSES, "/data/local-files/?d=clips/x.png")
     assert task["data"][WINDOW_KEY_FIELD] == window.key and "predictions" not in task
     server_task = {
         "id": 101, "project": 7, "data": task["data"],
@@ -185,3 +185,22 @@ def test_clips_are_cut_with_context_from_any_format_embed_reads(tmp_path, suffix
     with pytest.raises(AudioDecodeError, match="beyond the recording's end"):
         cut_clip(recording, 30.0, 35.0, 1.0, tmp_path / "late.wav")
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_the_clip_picture_shows_where_the_sound_is_and_the_models_guess(tmp_path):
+    import soundfile as sf
+
+    from active_learning.spectrogram import spectrogram_db, write_clip_picture
+
+    rate = 16000
+    time = np.arange(7 * rate) / rate
+    samples = np.where((time >= 3) & (time < 4), 0.5 * np.sin(2 * np.pi * 1000 * time), 0.0).astype(np.float32)
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, samples, rate)
+    times, frequencies, decibels = spectrogram_db(samples, rate)
+    loudest = np.unravel_index(np.argmax(decibels), decibels.shape)
+    assert frequencies[loudest[0]] == pytest.approx(1000, abs=40) and 3 <= times[loudest[1]] < 4
+    guess = {"classes": list(CLASSES), "hop_seconds": 0.96, "start_seconds": 9.0,
+             "probabilities": [[0.1, 0.7]] * 7, "thresholds": {"laughter": 0.5, "crying": 0.5}}
+    picture = write_clip_picture(clip, tmp_path / "clip.png", 9.0, (10.0, 15.0), guess)
+    assert picture.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob("*.partial*"))

@@ -124,7 +124,8 @@ def test_per_class_gives_a_rare_class_its_share_of_the_picks():
     probabilities = np.full((100, 2), 0.01)
     probabilities[:80, 0] = 0.5  # laughter: doubtful almost everywhere (common, e.g. speech-like sounds)
     probabilities[[85, 92], 1] = 0.2  # crying: two mildly doubtful seconds, the rare event
-    summed = rank_windows([recording(probabilities)], RankConfig(strategy="entropy", top=4, diversity=False))
+    summed = rank_windows([recording(probabilities)],
+                          RankConfig(strategy="entropy", top=4, diversity=False, per_class=False))
     shared = rank_windows([recording(probabilities)],
                           RankConfig(strategy="entropy", top=4, diversity=False, per_class=True))
     assert all(pick.start_seconds < 80 for pick in summed)

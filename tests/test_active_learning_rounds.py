@@ -104,6 +104,21 @@ def test_rounds_start_from_recordings_alone_and_warn_while_held_out_labels_are_f
     assert status["rounds"][1]["held_out_warnings"] == rounds[1]["metrics"]["warnings"]
 
 
+def test_rank_needs_no_model_on_a_yamnet_archive(archive, tmp_path, capsys):
+    source, spans_of = archive
+    workspace = tmp_path / "home.db"
+    shutil.copy(source, workspace)
+    assert main(["rank", "--workspace", str(workspace), "--top", "4", "--prefilter-share", "0.2",
+                 "--out", str(tmp_path / "picks.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert "4 windows from 6 recordings" in printed and "4 queued" in printed
+    with Workspace(workspace) as ws:
+        picks = queue.queued_windows(ws)
+    assert all("likeliest windows" in pick.reason and pick.model_id.startswith("zero-shot@") for pick in picks)
+    assert {"about crying", "about laughter"} <= {" ".join(pick.reason.split()[1:3]) for pick in picks}  # shares
+    assert any(_overlaps(pick, spans_of[pick.content_sha256], "crying") for pick in picks)
+
+
 def test_evaluate_on_one_held_out_recording_says_its_ap_means_nothing(archive, tmp_path, capsys):
     source, spans_of = archive
     workspace = tmp_path / "home.db"

@@ -238,20 +238,7 @@ def strong_label_sequences(workspace: Workspace, split: str | None = None) -> It
     """One sequence per labeled stretch of each embedded recording (and embedder), with a little
     unlabeled context before it; unlabeled seconds and targets are NaN."""
     classes = tuple(row["target"] for row in workspace.query("SELECT DISTINCT target FROM strong_labels ORDER BY target"))
-    pairs = workspace.query(
-        "SELECT DISTINCT l.content_sha256, e.embedder_id FROM strong_labels l"
-        " JOIN embeddings e ON e.content_sha256 = l.content_sha256 ORDER BY l.content_sha256, e.embedder_id"
-    )
-    groups = recording_groups(workspace)
-    for pair in pairs:
-        content, embedder_id = pair["content_sha256"], pair["embedder_id"]
-        group = groups.get(content, content)
-        recording_split = split_of_group(group)
-        if split is not None and recording_split != split:
-            continue
-        stored = load_embedding(workspace, content, embedder_id, with_class_scores=True)
-        if stored is None or not len(stored.embedding):
-            continue
+    for content, embedder_id, group, recording_split, stored in _labeled_embeddings(workspace, "strong_labels", split):
         labels = np.full((len(stored.embedding), len(classes)), np.nan, dtype=np.float32)
         for row in workspace.query(
             "SELECT second, target, value FROM strong_labels WHERE content_sha256=? AND second<?",
@@ -274,16 +261,11 @@ def strong_label_sequences(workspace: Workspace, split: str | None = None) -> It
             )
 
 
-def clip_label_sequences(workspace: Workspace, split: str | None = None) -> Iterator[LabeledSequence]:
-    """One weakly labeled sequence per recording with clip labels (and embedder): the whole recording."""
-    classes = tuple(row["target"] for row in workspace.query("SELECT DISTINCT target FROM clip_labels ORDER BY target"))
-    labels: dict[str, np.ndarray] = {}
-    for row in workspace.query("SELECT content_sha256, target, value FROM clip_labels"):
-        labels.setdefault(row["content_sha256"], np.full(len(classes), np.nan, dtype=np.float32))
-        labels[row["content_sha256"]][classes.index(row["target"])] = row["value"]
+def _labeled_embeddings(workspace: Workspace, label_table: str, split: str | None) -> Iterator[tuple]:
+    """(content, embedder id, group, split, stored embedding) of every labeled, embedded content in the split."""
     groups = recording_groups(workspace)
     pairs = workspace.query(
-        "SELECT DISTINCT l.content_sha256, e.embedder_id FROM clip_labels l"
+        f"SELECT DISTINCT l.content_sha256, e.embedder_id FROM {label_table} l"
         " JOIN embeddings e ON e.content_sha256 = l.content_sha256 ORDER BY l.content_sha256, e.embedder_id"
     )
     for pair in pairs:
@@ -293,8 +275,18 @@ def clip_label_sequences(workspace: Workspace, split: str | None = None) -> Iter
         if split is not None and recording_split != split:
             continue
         stored = load_embedding(workspace, content, embedder_id, with_class_scores=True)
-        if stored is None or not len(stored.embedding):
-            continue
+        if stored is not None and len(stored.embedding):
+            yield content, embedder_id, group, recording_split, stored
+
+
+def clip_label_sequences(workspace: Workspace, split: str | None = None) -> Iterator[LabeledSequence]:
+    """One weakly labeled sequence per recording with clip labels (and embedder): the whole recording."""
+    classes = tuple(row["target"] for row in workspace.query("SELECT DISTINCT target FROM clip_labels ORDER BY target"))
+    labels: dict[str, np.ndarray] = {}
+    for row in workspace.query("SELECT content_sha256, target, value FROM clip_labels"):
+        labels.setdefault(row["content_sha256"], np.full(len(classes), np.nan, dtype=np.float32))
+        labels[row["content_sha256"]][classes.index(row["target"])] = row["value"]
+    for content, embedder_id, group, recording_split, stored in _labeled_embeddings(workspace, "clip_labels", split):
         yield LabeledSequence(
             key=f"clip:{content}",
             group=group,
