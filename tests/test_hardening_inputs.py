@@ -176,11 +176,12 @@ def test_tensorflow_start_up_chatter_is_silent_unless_verbose(tmp_path, vggish_f
     good = tmp_path / "good.wav"
     soundfile.write(good, noise(2.0), RATE)
     fresh_shell = {"TF_CPP_MIN_LOG_LEVEL": None}  # the test session sets it; a user's shell does not
+    # --backend tf: TensorFlow must start here (the torch backend needs none once the weights are converted).
     quiet = run_cli("embed", good, "--out", tmp_path / "q.npz", "--vggish", vggish_files.checkpoint, "--no-xla",
-                    env=fresh_shell)
+                    "--backend", "tf", env=fresh_shell)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr  # no cuInit, no absl, nothing
     verbose = run_cli("embed", good, "--out", tmp_path / "v.npz", "--vggish", vggish_files.checkpoint, "--no-xla",
-                      verbose=True, env=fresh_shell)
+                      "--backend", "tf", verbose=True, env=fresh_shell)
     assert verbose.returncode == 0 and verbose.stderr.strip()  # -v shows TensorFlow's own lines again
 
 
