@@ -501,7 +501,12 @@ class ClusterEmbedding(_ArchiveEmbedding):
             else:
                 self._lost(batch.owners, "the network actors running it died")
             return
-        except exceptions.RayTaskError as error:  # the network itself failed on this batch
+        except exceptions.RayTaskError as error:
+            if isinstance(error, exceptions.ObjectLostError) or isinstance(error.cause, exceptions.ObjectLostError):
+                # the actor could not fetch the batch: its examples died with the node that decoded them
+                self._lost(batch.owners, type(error.cause or error).__name__)
+                return
+            # the network itself failed on this batch
             reason = f"the network failed: {str(error.cause or error).splitlines()[0]}"
             for file_id, _, _ in batch.owners:
                 if file_id in self.contents:
