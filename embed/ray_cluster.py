@@ -502,8 +502,9 @@ class ClusterEmbedding(_ArchiveEmbedding):
                 self._lost(batch.owners, "the network actors running it died")
             return
         except exceptions.RayTaskError as error:
-            if isinstance(error, exceptions.ObjectLostError) or isinstance(error.cause, exceptions.ObjectLostError):
-                # the actor could not fetch the batch: its examples died with the node that decoded them
+            if isinstance(error, exceptions.ObjectLostError) or isinstance(error.cause, exceptions.RayError):
+                # Ray's failure, not the network's: the actor could not fetch the batch (its examples died
+                # with the node that decoded them, ObjectLostError and kin) or that node died (NodeDiedError)
                 self._lost(batch.owners, type(error.cause or error).__name__)
                 return
             # the network itself failed on this batch
