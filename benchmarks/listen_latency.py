@@ -2,7 +2,7 @@
 peak RSS and CPU, for the full TensorFlow + torch path and the hub's TFLite path (float32, float16, int8).
 
 Each runtime runs in its own process (so RSS and imports are its own) with 2 CPU threads, through the real
-listening loop (embed.sources + hub.listen):
+listening loop (embed.sources + homesound_hub.listen):
   - real-time factor: a ~60 s household recording read as fast as possible (compute time / audio time);
   - per-hop latency: the recording played at real time (0.1 s blocks, as a microphone delivers them): from
     the wall-clock moment a 0.96 s hop's last sample happened to its probability being out;
@@ -32,7 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hub.listen import Sink  # noqa: E402  (no TensorFlow or torch behind it)
+from homesound_hub.listen import Sink  # noqa: E402  (no TensorFlow or torch behind it)
 
 ONSET_SHIFTS = (0.0, 0.24, 0.48, 0.72)
 
@@ -118,7 +118,7 @@ def _runtime(kind: str, files: dict, variant: str, threads: int):
         embedder.raw_embeddings([np.zeros(VGGISH.example_samples + VGGISH.example_overlap_samples)])
         table = None
     else:
-        from hub.bundle import load_hub
+        from homesound_hub.bundle import load_hub
 
         hub = load_hub(files["hub"], variant, threads=threads)
         embedder, detector, table = hub.embedder, hub.detector, hub.filter_table
@@ -136,7 +136,7 @@ def _runtime(kind: str, files: dict, variant: str, threads: int):
 
 def _listen(path: str, realtime: bool, live, factory, sinks=()):
     from embed.sources import FileSource, SourceReader
-    from hub.listen import Listener
+    from homesound_hub.listen import Listener
 
     listener = Listener(SourceReader(FileSource(path, realtime)), factory, live(), list(sinks))
     return listener.run(threading.Event())

@@ -21,7 +21,7 @@ STAGE_CLI_MODULES = (
     "classify.cli",
     "classify.labels_cli",
     "active_learning.cli",
-    "hub.cli",
+    "homesound_hub.cli",
 )
 
 EXIT_USER_ERROR = 2

@@ -26,7 +26,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                     "rate, channels and format; one embedding model per file.")
     export.add_argument("--workspace", metavar="home.db", help="the workspace to export from (with --out)")
     # What to export: one option per kind of export; later stages add theirs to this group (export.modes)
-    # and wrap the handler for their kind (see hub.cli).
+    # and wrap the handler for their kind (see homesound_hub.cli).
     modes = export.add_mutually_exclusive_group(required=True)
     modes.add_argument("--out", metavar="embeddings.parquet", help="per-second embeddings of all recordings")
     export.modes = modes

@@ -66,7 +66,7 @@ def test_every_log_line_is_redacted(caplog):
 
 
 def test_mqtt_url_errors_never_show_the_password():
-    from hub.notify import MqttSettings
+    from homesound_hub.notify import MqttSettings
     from homesound.errors import HomesoundError
 
     with pytest.raises(HomesoundError, match=r"mqtt://bob:\*\*\*@host:notaport: the port is not a number") as error:
@@ -75,7 +75,7 @@ def test_mqtt_url_errors_never_show_the_password():
 
 
 def test_a_failing_webhook_logs_no_secret_id(caplog):
-    from hub.notify import Webhook
+    from homesound_hub.notify import Webhook
 
     class Update:  # what the listener hands a sink: only its record() is sent
         @staticmethod
@@ -84,7 +84,7 @@ def test_a_failing_webhook_logs_no_secret_id(caplog):
 
     url = f"http://user:SECRET-pw@127.0.0.1:{dead_port()}/api/webhook/SECRET-webhook-id?token=SECRET-token"
     Webhook.ATTEMPTS = 2
-    with caplog.at_level(logging.WARNING, logger="hub.notify"):
+    with caplog.at_level(logging.WARNING, logger="homesound_hub.notify"):
         hook = Webhook(url, timeout=1.0)
         hook.event(Update())
         hook.close()

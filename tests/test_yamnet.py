@@ -383,7 +383,7 @@ def yamnet_detector(tmp_path_factory, shared_data, yamnet):
 def test_hub_runtime_runs_yamnet_tflite_without_tensorflow_or_torch(tmp_path, yamnet_detector, yamnet_tflite,
                                                                     shared_data, yamnet):
     from classify.detector import Detector
-    from hub.bundle import load_hub
+    from homesound_hub.bundle import load_hub
     from tests.listen.support import HEAVY_MODULES, ListenProcess, household, hub_environment, pcm16
 
     hub_dir = tmp_path / "hub"

@@ -95,7 +95,7 @@ def test_the_hub_stream_equals_the_hub_on_the_whole_file(hub_dir, household_audi
     from classify.portable import PortableDetector
     from embed.pipeline import waveform_chunks
     from embed.streaming import StreamingEmbedder
-    from hub.bundle import load_hub
+    from homesound_hub.bundle import load_hub
 
     hub = load_hub(hub_dir)
     samples = household_audio.recording.samples[: 44100 * 20]

@@ -140,7 +140,7 @@ def test_a_network_stream_that_ends_is_played_again_after_a_backoff(hub_dir, hou
 
 
 def test_events_go_to_a_webhook_and_into_the_workspace_as_clips(hub_dir, household_audio, tmp_path, http_server):
-    from hub.bundle import load_hub
+    from homesound_hub.bundle import load_hub
     from embed.streaming import StreamingEmbedder
     from homesound.workspace import Workspace
     from homesound.workspace.listen import list_live_events

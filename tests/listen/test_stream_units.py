@@ -239,7 +239,7 @@ def test_reader_stops_promptly_even_with_a_blocked_pipe():
 
 def test_mqtt_urls_and_names(monkeypatch):
     from homesound.errors import HomesoundError
-    from hub.notify import MqttSettings, topic_safe
+    from homesound_hub.notify import MqttSettings, topic_safe
 
     monkeypatch.setenv("HOMESOUND_MQTT_PASSWORD", "from-env")
     plain = MqttSettings.from_url("mqtt://hub:p%40ss@broker.local:1884", node_id="kitchen")

@@ -120,7 +120,7 @@ def run_listen(args: argparse.Namespace) -> int:
     from classify.cli import _event_settings
     from classify.stream import LiveDetector
     from embed.sources import SourceOptions, SourceReader, open_source
-    from hub.listen import JsonLinesSink, Listener, stderr_summary
+    from homesound_hub.listen import JsonLinesSink, Listener, stderr_summary
 
     settings = _event_settings(args)
     source = open_source(args.source, SourceOptions(args.rate, args.channels, args.pcm_format, args.realtime))
@@ -130,13 +130,13 @@ def run_listen(args: argparse.Namespace) -> int:
                         runtime.detector.input_encoding, runtime.detector.frames.hop_seconds)
     sinks = [JsonLinesSink(sys.stdout, args.probabilities)]
     if args.mqtt:
-        from hub.notify import HomeAssistantMqtt, MqttSettings
+        from homesound_hub.notify import HomeAssistantMqtt, MqttSettings
 
         sinks.append(HomeAssistantMqtt(MqttSettings.from_url(
             args.mqtt, node_id=args.mqtt_node, discovery_prefix=args.mqtt_discovery_prefix,
             base_topic=args.mqtt_base_topic), source.description))
     if args.webhook:
-        from hub.notify import Webhook
+        from homesound_hub.notify import Webhook
 
         sinks.append(Webhook(args.webhook))
     run = _start_workspace_run(args, runtime, source.description, settings)
@@ -176,7 +176,7 @@ class _Runtime:
 
 
 def _load_hub_runtime(args: argparse.Namespace) -> _Runtime:
-    from hub.bundle import load_hub
+    from homesound_hub.bundle import load_hub
 
     hub = load_hub(args.hub, args.variant, threads=args.threads)
     print(f"listening with {hub.description}", file=sys.stderr)
@@ -244,7 +244,7 @@ def _start_workspace_run(args, runtime: _Runtime, source: str, settings) -> _Wor
         return None
     from homesound.workspace import Workspace
     from homesound.workspace.runs import start_run
-    from hub.clips import ClipRecorder, ClipSettings
+    from homesound_hub.clips import ClipRecorder, ClipSettings
 
     clip_dir = args.clips or str(Path(args.workspace).resolve().parent / "live_clips")
     clip_settings = ClipSettings(args.workspace, clip_dir, args.pre_roll, args.max_clip,
@@ -263,7 +263,7 @@ def _start_workspace_run(args, runtime: _Runtime, source: str, settings) -> _Wor
 
 def run_export_hub(args: argparse.Namespace) -> int:
     from classify.detector import Detector
-    from hub.bundle import export_hub
+    from homesound_hub.bundle import export_hub
 
     if not args.model:
         raise HomesoundError("--hub needs --model MODEL.pt (the causal detector to run on the hub)")

@@ -24,7 +24,7 @@ from homesound import __version__
 from homesound.backoff import Backoff
 from homesound.errors import HomesoundError
 from homesound.redact import redact_text, redact_url, url_secrets
-from hub.listen import EventReport, Sink, iso_time
+from homesound_hub.listen import EventReport, Sink, iso_time
 
 log = logging.getLogger(__name__)
 

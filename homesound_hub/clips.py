@@ -26,7 +26,7 @@ import numpy as np
 from embed.streaming import EmbeddedHop
 from homesound.frames import SAMPLE_RATE as RATE
 from homesound.frames import FrameSpec
-from hub.listen import EventReport, Sink, iso_time
+from homesound_hub.listen import EventReport, Sink, iso_time
 
 log = logging.getLogger(__name__)
 
