@@ -21,6 +21,8 @@ from homesound.errors import ModelSourceError
 from homesound.frames import FrameSpec
 
 EMBEDDER_MODELS = ("vggish", "yamnet")
+VGGISH_BACKENDS = ("tf", "torch")  # the same embeddings (and embedder id) from either
+VGGISH_PRECISIONS = ("float32", "tf32", "bf16")  # torch backend; all but float32 change the embedder id
 
 
 @dataclass(frozen=True)
