@@ -8,6 +8,8 @@ import math
 import sys
 from pathlib import Path
 
+from classify.options import add_event_options, add_training_options, event_settings, training_configs
+from embed.options import add_embedder_options, embedder_config_from_args
 from homesound.errors import AudioDecodeError, HomesoundError
 
 WORKSPACE_BATCH = 16  # recordings run through the model together (memory: a few MB per hour each)
@@ -55,72 +57,6 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=run_train)
 
 
-def add_training_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    """The model and fitting options of `homesound train` (also offered by `homesound round`, as --train-...)."""
-    model = parser.add_argument_group("model")
-    model.add_argument(f"--{prefix}rnn", choices=("gru", "lstm"), default="gru")
-    model.add_argument(f"--{prefix}hidden-size", type=int, default=64)
-    model.add_argument(f"--{prefix}projection-size", type=int, default=64)
-    model.add_argument(f"--{prefix}layers", type=int, default=1)
-    model.add_argument(f"--{prefix}dropout", type=float, default=0.2)
-    model.add_argument(f"--{prefix}pooling", choices=("linear_softmax", "attention"), default="linear_softmax",
-                       help="how per-second outputs pool into a clip output for weak labels")
-    model.add_argument(f"--{prefix}bidirectional", action="store_true",
-                       help="look at the future too: better offline, but the model cannot stream (offline only)")
-    fitting = parser.add_argument_group("training")
-    fitting.add_argument(f"--{prefix}epochs", type=int, default=40)
-    fitting.add_argument(f"--{prefix}patience", type=int, default=6,
-                         help="epochs without better validation AP before stopping")
-    fitting.add_argument(f"--{prefix}batch-size", type=int, default=256)
-    fitting.add_argument(f"--{prefix}learning-rate", type=float, default=3e-3)
-    fitting.add_argument(f"--{prefix}validation-fraction", type=float, default=0.2)
-    fitting.add_argument(f"--{prefix}seed", type=int, default=0)
-    fitting.add_argument(f"--{prefix}threads", type=int, default=1,
-                         help="CPU threads for torch (default 1: faster for this small model on a shared machine)")
-    fitting.add_argument(f"--{prefix}clip-labels", choices=("pooled", "frames"), default="pooled",
-                         help="whole-clip labels train the pooled clip output (default) or every frame of the clip "
-                              "(better on short labeled clips: benchmarks/quality.py)")
-
-
-def training_configs(args: argparse.Namespace, prefix: str = "", *, target_precision: float | None = None,
-                     target_fpr: float | None = None, train_splits: tuple[str, ...] = ("train",)):
-    """(ModelConfig, TrainConfig) from the options add_training_options added."""
-    from classify.config import ModelConfig, TrainConfig
-
-    value = lambda name: getattr(args, (prefix + name).replace("-", "_"))  # noqa: E731
-    try:
-        model = ModelConfig(
-            projection_size=value("projection-size"), hidden_size=value("hidden-size"), rnn=value("rnn"),
-            layers=value("layers"), dropout=value("dropout"), bidirectional=value("bidirectional"),
-            pooling=value("pooling"),
-        )
-        training = TrainConfig(
-            epochs=value("epochs"), patience=value("patience"), batch_size=value("batch-size"),
-            learning_rate=value("learning-rate"), validation_fraction=value("validation-fraction"),
-            seed=value("seed"), num_threads=value("threads"),
-            threshold_mode=("target_precision" if target_precision is not None
-                            else "target_fpr" if target_fpr is not None else "max_f1"),
-            target_precision=target_precision, target_fpr=target_fpr, train_splits=train_splits,
-            clip_labels=value("clip-labels"),
-        )
-    except ValueError as error:
-        raise HomesoundError(str(error)) from error
-    return model, training
-
-
-def _add_event_options(parser: argparse.ArgumentParser) -> None:
-    events = parser.add_argument_group("events (hysteresis)")
-    events.add_argument("--on", type=float, dest="on_threshold",
-                        help="probability that starts an event (default: the model's calibrated threshold per class)")
-    events.add_argument("--off", type=float, dest="off_threshold",
-                        help="probability below which an event stops (default: --off-ratio x on)")
-    events.add_argument("--off-ratio", type=float, default=0.7)
-    events.add_argument("--min-event", type=float, default=0.96, dest="min_event_seconds",
-                        help="drop events shorter than this many seconds (default 0.96)")
-    events.add_argument("--merge-gap", type=float, default=1.92, dest="merge_gap_seconds",
-                        help="join events separated by at most this many seconds (default 1.92)")
-
-
 def _register_evaluate(subcommands: argparse._SubParsersAction) -> None:
     evaluate = subcommands.add_parser(
         "evaluate", help="measure a detector on held-out labeled sequences; write report.json and PR curves",
@@ -131,13 +67,11 @@ def _register_evaluate(subcommands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--workspace", required=True, metavar="home.db")
     evaluate.add_argument("--split", help="evaluate on this split (default: every split the model did not train on)")
     evaluate.add_argument("--report", required=True, metavar="DIR")
-    _add_event_options(evaluate)
+    add_event_options(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
 
 def _register_detect(subcommands: argparse._SubParsersAction) -> None:
-    from embed.cli import add_embedder_options
-
     detect = subcommands.add_parser(
         "detect", help="find laughter and crying events in audio files or in a workspace's recordings",
         description="Per-second probabilities -> events with hysteresis. Audio files are embedded on the fly; "
@@ -153,20 +87,9 @@ def _register_detect(subcommands: argparse._SubParsersAction) -> None:
     detect.add_argument("--probabilities", metavar="FILE",
                         help="also write per-frame probabilities (.csv or .parquet): path, start_seconds, one column "
                              "per class")
-    _add_event_options(detect)
+    add_event_options(detect)
     add_embedder_options(detect, "; default here: the model the detector was trained on")
     detect.set_defaults(handler=run_detect)
-
-
-def _event_settings(args: argparse.Namespace):
-    from classify.config import EventSettings
-
-    try:
-        return EventSettings(on_threshold=args.on_threshold, off_threshold=args.off_threshold,
-                             off_ratio=args.off_ratio, min_event_seconds=args.min_event_seconds,
-                             merge_gap_seconds=args.merge_gap_seconds)
-    except ValueError as error:
-        raise HomesoundError(f"event options: {error}") from error
 
 
 def _split_list(text: str | None) -> tuple[str, ...]:
@@ -198,7 +121,7 @@ def run_zero_shot_calibration(args: argparse.Namespace) -> int:
     from classify.zero_shot import ZeroShotDetector
     from homesound.workspace import Workspace
     from homesound.workspace.classify import register_model
-    from homesound.workspace.runs import finish_run, start_run
+    from homesound.workspace.runs import RunStatus, finish_run, start_run
     from homesound.workspace.training_data import iter_labeled_sequences
 
     target_fpr = DEFAULT_TARGET_FPR if args.target_fpr is None else args.target_fpr
@@ -219,9 +142,9 @@ def run_zero_shot_calibration(args: argparse.Namespace) -> int:
                 classes=detector.classes, thresholds=detector.thresholds, embedder_ids=detector.calibrated_on,
                 metrics=detector.metrics, run_id=run_id)
         except BaseException as error:
-            finish_run(workspace, run_id, "failed", {"error": str(error)})
+            finish_run(workspace, run_id, RunStatus.FAILED, {"error": str(error)})
             raise
-        finish_run(workspace, run_id, "done", {"model_id": model_id, "sha256": digest,
+        finish_run(workspace, run_id, RunStatus.COMPLETED, {"model_id": model_id, "sha256": digest,
                                               "thresholds": detector.thresholds})
     calibration = detector.metrics["calibration"]
     print(f"zero-shot detector calibrated on {calibration['windows']} labeled windows from {calibration['groups']} "
@@ -260,7 +183,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate_on_workspace(EvaluateJob(
         workspace=args.workspace, model=args.model, report=args.report, split=args.split,
-        events=_event_settings(args),
+        events=event_settings(args),
     ))
     print(summary_table(result.report))
     if result.skipped:
@@ -289,7 +212,7 @@ def run_detect(args: argparse.Namespace) -> int:
     if args.probabilities:
         check_output_path(args.probabilities, PROBABILITY_FORMATS, "--probabilities")
     detector = load_detector(args.model)
-    settings = _event_settings(args)
+    settings = event_settings(args)
     if args.workspace:
         detections, failures = _detect_workspace(args, detector, settings), 0
     else:
@@ -310,10 +233,10 @@ def _detect_files(args, detector, settings):
 
     from classify.detection import RecordingDetection, detect_events
     from classify.frame_inputs import check_source, pick_input
-    from embed.cli import embedder_from_args
+    from embed.embedder import load_embedder
     from embed.pipeline import embed_file
 
-    embedder = embedder_from_args(args, default_model=detector.frames.model)
+    embedder = load_embedder(config=embedder_config_from_args(args, default_model=detector.frames.model))
     check_source(detector, embedder.embedder_id, embedder.class_names)  # before any audio is decoded
     detections, failures = [], 0
     for name in tqdm(args.files, desc="detect", unit="file", disable=len(args.files) < 2):
@@ -348,7 +271,7 @@ def _detect_workspace(args, detector, settings):
     from homesound.workspace import Workspace
     from homesound.workspace.classify import register_model, replace_detections
     from homesound.workspace.recordings import iter_embedded_recordings
-    from homesound.workspace.runs import finish_run, start_run
+    from homesound.workspace.runs import RunStatus, finish_run, start_run
 
     raw, scores = reads_raw_embeddings(detector), reads_class_scores(detector)
     detections = []
@@ -383,9 +306,9 @@ def _detect_workspace(args, detector, settings):
                     for recording, stored in batch:
                         detections.append(RecordingDetection(recording.path, *_tail(done[stored.content_sha256])))
         except BaseException as error:
-            finish_run(workspace, run_id, "failed", {"error": str(error), "recordings": len(done)})
+            finish_run(workspace, run_id, RunStatus.FAILED, {"error": str(error), "recordings": len(done)})
             raise
-        finish_run(workspace, run_id, "done", {"recordings": len(done),
+        finish_run(workspace, run_id, RunStatus.COMPLETED, {"recordings": len(done),
                                               "events": sum(len(d.events) for d in done.values())})
     if not detections:
         raise HomesoundError(f"workspace {args.workspace} has no recordings with {expected_inputs(detector)}; "

@@ -75,7 +75,7 @@ def train_on_workspace(job: TrainJob) -> TrainResult:
     from homesound.workspace import Workspace
     from homesound.workspace.classify import register_model
     from homesound.workspace.recordings import embedder_provenance, frame_spec
-    from homesound.workspace.runs import finish_run, start_run
+    from homesound.workspace.runs import RunStatus, finish_run, start_run
 
     out = Path(job.out)
     with Workspace(job.workspace, create=False) as workspace:
@@ -120,9 +120,9 @@ def train_on_workspace(job: TrainJob) -> TrainResult:
                 metrics=detector.metrics, run_id=run_id,
             )
         except BaseException as error:
-            finish_run(workspace, run_id, "failed", {"error": str(error)})
+            finish_run(workspace, run_id, RunStatus.FAILED, {"error": str(error)})
             raise
-        finish_run(workspace, run_id, "done", {"model_id": model_id, "sha256": digest,
+        finish_run(workspace, run_id, RunStatus.COMPLETED, {"model_id": model_id, "sha256": digest,
                                               "validation_mean_ap": detector.metrics["validation_mean_average_precision"],
                                               "accepted_embedders": accepted})
     return TrainResult(detector, out, digest, model_id, run_id, curves, accepted)
@@ -164,7 +164,7 @@ def evaluate_on_workspace(job: EvaluateJob) -> EvaluateResult:
     from classify.evaluation import evaluate_detector, write_report
     from classify.frame_inputs import expected_inputs, readable_sequence
     from homesound.workspace import Workspace
-    from homesound.workspace.runs import finish_run, start_run
+    from homesound.workspace.runs import RunStatus, finish_run, start_run
     from homesound.workspace.training_data import iter_labeled_sequences
 
     detector = load_detector(job.model)
@@ -189,9 +189,9 @@ def evaluate_on_workspace(job: EvaluateJob) -> EvaluateResult:
             written = write_report(evaluation, job.report, extra={
                 **config, "run_id": run_id, "skipped_other_embedders": skipped, "warnings": list(warnings)})
         except BaseException as error:
-            finish_run(workspace, run_id, "failed", {"error": str(error)})
+            finish_run(workspace, run_id, RunStatus.FAILED, {"error": str(error)})
             raise
-        finish_run(workspace, run_id, "done", {"mean_average_precision": evaluation.report["mean_average_precision"],
+        finish_run(workspace, run_id, RunStatus.COMPLETED, {"mean_average_precision": evaluation.report["mean_average_precision"],
                                               "sequences": evaluation.report["sequences"],
                                               "warnings": list(warnings)})
     return EvaluateResult(evaluation.report, written, skipped, run_id, warnings)

@@ -40,7 +40,7 @@ def run_import(args: argparse.Namespace) -> int:
     from classify.labels_import import ImportConfig, import_labels, origin_of, read_source
     from embed.discover import parse_extensions
     from homesound.workspace import Workspace
-    from homesound.workspace.runs import finish_run, start_run
+    from homesound.workspace.runs import RunStatus, finish_run, start_run
 
     if not Path(args.workspace).is_file():
         raise HomesoundError(f"no workspace at {args.workspace}; embed your recordings first "
@@ -57,10 +57,10 @@ def run_import(args: argparse.Namespace) -> int:
         try:
             result = import_labels(workspace, rows, origin, config, problems)
         except BaseException as error:
-            finish_run(workspace, run_id, "failed", {"error": str(error)})
+            finish_run(workspace, run_id, RunStatus.FAILED, {"error": str(error)})
             raise
         counts = result.counts
-        finish_run(workspace, run_id, "done", {
+        finish_run(workspace, run_id, RunStatus.COMPLETED, {
             "rows": result.rows, "imported_rows": result.imported_rows, "recordings": result.recordings,
             "clip_labels": counts.clip_labels, "strong_labels": counts.strong_labels, "groups": counts.groups,
             "new": counts.new, "problems": len(result.problems)})

@@ -159,10 +159,10 @@ def run_archive_job(workspace_path: str, config: ArchiveJobConfig, *, progress: 
                     job.run()
         except BaseException:
             summary.elapsed_seconds = time.perf_counter() - started
-            runs.finish_run(workspace, run_id, "interrupted", summary.as_dict())
+            runs.finish_run(workspace, run_id, runs.RunStatus.INTERRUPTED, summary.as_dict())
             raise
         summary.elapsed_seconds = time.perf_counter() - started
-        runs.finish_run(workspace, run_id, "completed" if summary.exit_status == 0 else "completed_with_failures",
+        runs.finish_run(workspace, run_id, runs.RunStatus.COMPLETED if summary.exit_status == 0 else runs.RunStatus.COMPLETED_WITH_FAILURES,
                         summary.as_dict())
         return summary
 

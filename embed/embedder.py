@@ -22,6 +22,8 @@ from homesound.frames import FrameSpec
 from homesound.hashing import file_sha256
 
 EMBEDDER_MODELS = ("vggish", "yamnet")
+VGGISH_BACKENDS = ("tf", "torch")  # the same embeddings (and embedder id) from either
+VGGISH_PRECISIONS = ("float32", "tf32", "bf16")  # torch backend; all but float32 change the embedder id
 
 
 @dataclass(frozen=True)
