@@ -2,7 +2,7 @@
 peak RSS and CPU, for the full TensorFlow + torch path and the hub's TFLite path (float32, float16, int8).
 
 Each runtime runs in its own process (so RSS and imports are its own) with 2 CPU threads, through the real
-listening loop (embed.sources + homesound_hub.listen):
+listening loop (homesound_hub.sources + homesound_hub.listen):
   - real-time factor: a ~60 s household recording read as fast as possible (compute time / audio time);
   - per-hop latency: the recording played at real time (0.1 s blocks, as a microphone delivers them): from
     the wall-clock moment a 0.96 s hop's last sample happened to its probability being out;
@@ -135,7 +135,7 @@ def _runtime(kind: str, files: dict, variant: str, threads: int):
 
 
 def _listen(path: str, realtime: bool, live, factory, sinks=()):
-    from embed.sources import FileSource, SourceReader
+    from homesound_hub.sources import FileSource, SourceReader
     from homesound_hub.listen import Listener
 
     listener = Listener(SourceReader(FileSource(path, realtime)), factory, live(), list(sinks))

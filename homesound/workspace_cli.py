@@ -109,7 +109,7 @@ def _scalar(value) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from embed.export import export_embeddings_parquet
+    from homesound.workspace.export import export_embeddings_parquet
 
     if not args.workspace:
         raise HomesoundError("--out needs --workspace home.db (the workspace whose embeddings to export)")

@@ -119,7 +119,7 @@ def run_listen(args: argparse.Namespace) -> int:
 
     from classify.options import event_settings
     from classify.stream import LiveDetector
-    from embed.sources import SourceOptions, SourceReader, open_source
+    from homesound_hub.sources import SourceOptions, SourceReader, open_source
     from homesound_hub.listen import JsonLinesSink, Listener, stderr_summary
 
     settings = event_settings(args)

@@ -1,6 +1,6 @@
 """The listening loop: source blocks -> hop embeddings -> detector step -> events -> every output.
 
-One thread reads the source (embed.sources.SourceReader), this loop does the computing, and
+One thread reads the source (homesound_hub.sources.SourceReader), this loop does the computing, and
 each output that talks to the network (MQTT, webhook) or the disk (clips) works from its own
 bounded queue, so a slow broker or disk never holds up the audio and memory stays flat. A
 break in the audio (reconnect, dropped blocks) closes open events and restarts the stream
@@ -22,7 +22,7 @@ import numpy as np
 
 from classify.events import EventUpdate
 from classify.stream import HopResult, LiveDetector
-from embed.sources import Block, SourceReader, SourceStatus
+from homesound_hub.sources import Block, SourceReader, SourceStatus
 from embed.streaming import EmbeddedHop, StreamingEmbedder
 
 log = logging.getLogger(__name__)

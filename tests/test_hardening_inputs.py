@@ -15,7 +15,7 @@ import pytest
 import soundfile
 
 from embed.audio_io import AudioReader, read_mono
-from embed.sources import PcmSource, SourceError, SourceOptions, iterate_blocks, open_source
+from homesound_hub.sources import PcmSource, SourceError, SourceOptions, iterate_blocks, open_source
 from homesound.cli import main
 from homesound.errors import AudioDecodeError, HomesoundError
 from tests.hardening_support import REPO, assert_one_clear_error, fill_disk, mounted, run_cli
@@ -113,7 +113,7 @@ def test_nan_warnings_of_live_float_input_are_rate_limited(caplog):
             pipe.write(data)
 
     threading.Thread(target=writer, daemon=True).start()
-    with os.fdopen(read_end, "rb") as stream, caplog.at_level(logging.WARNING, logger="embed.sources"):
+    with os.fdopen(read_end, "rb") as stream, caplog.at_level(logging.WARNING, logger="homesound_hub.sources"):
         samples = sum(len(block) for block in iterate_blocks(PcmSource(stream, 16000, 1, "f32le")))
     assert samples == 16000 * 20
     assert len([r for r in caplog.records if "NaN" in r.getMessage()]) == 1

@@ -16,7 +16,7 @@ from classify.events import extract_events
 from classify.model import SequenceDetector
 from classify.portable import PortableDetector, export_portable
 from classify.stream import LiveDetector
-from embed.sources import (
+from homesound_hub.sources import (
     PCM_FORMATS, FileSource, PcmDecoder, PcmSource, SourceError, SourceOptions, SourceReader, SourceSetupError,
     SourceStatus, iterate_blocks, open_source,
 )
