@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from homesound.errors import HomesoundError
-from homesound.frames import VGGISH_FRAMES, FrameSpec, check_embedder_id
+from homesound.frames import VGGISH_FRAMES, FrameSpec, audioset_uint8_to_float, check_embedder_id
 
 PORTABLE_FORMAT = "homesound-portable-detector"
 PORTABLE_FORMAT_VERSION = 1
@@ -26,8 +26,6 @@ INPUT_DTYPES = {"audioset_uint8": np.uint8, "raw_float32": np.float32, "float16"
 
 def export_portable(detector, path: str | os.PathLike, source_sha256: str | None = None) -> Path:
     """classify.detector.Detector (causal) -> .npz; written atomically."""
-    from classify.model import _DEQUANTIZED
-
     config = detector.config
     if not detector.streamable:
         raise HomesoundError("this detector is bidirectional (offline only); train a causal one for a hub")
@@ -36,7 +34,8 @@ def export_portable(detector, path: str | os.PathLike, source_sha256: str | None
     arrays = {
         "projection_weight": weights["projection.0.weight"], "projection_bias": weights["projection.0.bias"],
         "classifier_weight": weights["classifier.weight"], "classifier_bias": weights["classifier.bias"],
-        "input_lookup": _DEQUANTIZED,  # uint8 -> model input, the very table torch training used
+        # uint8 -> model input, the very table torch training used
+        "input_lookup": audioset_uint8_to_float(np.arange(256, dtype=np.uint8)),
     }
     for layer in range(config.layers):
         for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
