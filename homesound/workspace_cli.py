@@ -1,11 +1,16 @@
-"""Commands on the workspace as a whole: `homesound status` and `homesound export`."""
+"""Commands on the workspace as a whole: `homesound status` and `homesound export`.
+
+`export` has two kinds: --out (the workspace's embeddings as Parquet: homesound.workspace.export) and
+--hub (the light runtime for a hub: its options and job come from homesound_hub.options and .jobs)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from homesound.errors import HomesoundError
+from homesound_hub.options import HUB_EXPORT_DESCRIPTION, add_hub_export_options, export_hub_config
 
 SHOWN_LIST_ITEMS = 20
 
@@ -23,18 +28,16 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         description="--out X.parquet: one row per 0.96 s frame with path, content_sha256, embedder_id, "
                     "start_seconds, embedding (VGGish: 128 uint8, AudioSet's quantization: float = uint8/255*4-2; "
                     "YAMNet: 1024 float16, and class_scores: 521 float16) and the recording's duration, sample "
-                    "rate, channels and format; one embedding model per file.")
+                    "rate, channels and format; one embedding model per file. " + HUB_EXPORT_DESCRIPTION)
     export.add_argument("--workspace", metavar="home.db", help="the workspace to export from (with --out)")
-    # What to export: one option per kind of export; later stages add theirs to this group (export.modes)
-    # and wrap the handler for their kind (see homesound_hub.cli).
-    modes = export.add_mutually_exclusive_group(required=True)
-    modes.add_argument("--out", metavar="embeddings.parquet", help="per-second embeddings of all recordings")
-    export.modes = modes
+    kinds = export.add_mutually_exclusive_group(required=True)  # what to export: one option per kind
+    kinds.add_argument("--out", metavar="embeddings.parquet", help="per-second embeddings of all recordings")
     export.add_argument("--embedder", metavar="ID", help="only this embedder's embeddings: an embedder id, or "
                         "vggish / yamnet for every embedder of that model (default: all, if of one model); "
                         "with --hub: the model the hub runs")
     export.add_argument("--raw", action="store_true",
                         help="add raw_embedding (float32; needs recordings embedded with --keep-raw)")
+    add_hub_export_options(export, kinds)
     export.set_defaults(handler=run_export)
 
 
@@ -109,16 +112,26 @@ def _scalar(value) -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from homesound.workspace.export import export_embeddings_parquet
+    return _export_hub(args) if args.hub else _export_embeddings(args)
+
+
+def _export_embeddings(args: argparse.Namespace) -> int:
+    from homesound.workspace.export import EmbeddingsExport, export_embeddings
 
     if not args.workspace:
         raise HomesoundError("--out needs --workspace home.db (the workspace whose embeddings to export)")
-
-    with open_existing(args.workspace) as workspace:
-        workspace.require_current("recordings")
-        summary = export_embeddings_parquet(workspace, args.out, embedder_id=args.embedder, with_raw=args.raw)
+    summary = export_embeddings(EmbeddingsExport(args.workspace, args.out, embedder=args.embedder, with_raw=args.raw))
     if not summary.rows and args.embedder:
         print(f"note: no embeddings by {args.embedder} in {args.workspace}")
     print(f"{summary.rows} rows from {summary.recordings} recordings "
           f"({', '.join(summary.embedders) or 'no embedder'}) -> {args.out}")
+    return 0
+
+
+def _export_hub(args: argparse.Namespace) -> int:
+    from homesound_hub.bundle import describe_export
+    from homesound_hub.jobs import export_hub
+
+    manifest = export_hub(export_hub_config(args), progress=lambda text: print(text, file=sys.stderr))
+    print("\n".join(describe_export(manifest, args.hub)))
     return 0

@@ -159,8 +159,8 @@ def synthetic_calibration_chunks(examples: int = CALIBRATION_EXAMPLES, seed: int
     return chunks
 
 
-def export_hub(model_path: str, embedder, directory: str | os.PathLike, *, quantizations: Sequence[str] = (),
-               calibration_audio: Sequence[str] = (), progress: Callable[[str], None] = print) -> dict:
+def write_hub(model_path: str, embedder, directory: str | os.PathLike, *, quantizations: Sequence[str] = (),
+              calibration_audio: Sequence[str] = (), progress: Callable[[str], None] = print) -> dict:
     """The embedder (VGGish converted to TFLite, or YAMNet's own .tflite) and the detector at `model_path`
     into a hub directory."""
     from classify.detector import Detector
@@ -207,6 +207,30 @@ def export_hub(model_path: str, embedder, directory: str | os.PathLike, *, quant
     partial.write_text(json.dumps(manifest, indent=2, default=str))
     os.replace(partial, directory / MANIFEST)
     return manifest
+
+
+def describe_export(manifest: dict, directory: str | os.PathLike) -> list[str]:
+    """What an export wrote, for people: the embedder, the classes, and each variant's size, speed and error."""
+    lines = [f"hub runtime written to {directory} (embedder {manifest['embedder_id']}, classes "
+             f"{', '.join(manifest['detector']['classes'])}); embedding error on {manifest['calibration']['examples']} "
+             "examples:"]
+    for variant, report in manifest["variants"].items():
+        source_error = report["error_vs_source"]
+        if manifest["embedder_model"] == "yamnet":
+            lines.append(f"  {variant:<8} {report['bytes'] / 1e6:6.1f} MB  {report['ms_per_example_2_threads']:6.1f} "
+                         f"ms/frame  vs source: max |embedding| err {source_error['max_abs_embedding_error']:.2e}, "
+                         f"max |score| err {source_error['max_abs_score_error']:.2e}")
+            continue
+        line = (f"  {variant:<8} {report['bytes'] / 1e6:6.1f} MB  {report['ms_per_example_2_threads']:6.1f} ms/example"
+                f"  vs source: max |raw| err {source_error['max_abs_raw_error']:.2e}, uint8 differing "
+                f"{source_error['uint8_values_differing']:.2%}")
+        if "error_vs_float32" in report:
+            own = report["error_vs_float32"]
+            line += (f"; vs float32: max |raw| err {own['max_abs_raw_error']:.2e} "
+                     f"(relative {own['max_relative_raw_error']:.2e}), uint8 differing {own['uint8_values_differing']:.2%}")
+        lines.append(line)
+    lines.append(f"run it with: homesound listen --hub {directory} --source mic")
+    return lines
 
 
 def _pack_yamnet(embedder, chunks: list[np.ndarray], directory: Path, progress: Callable[[str], None]) -> dict:

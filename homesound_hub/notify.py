@@ -17,7 +17,7 @@ import re
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from homesound import __version__
@@ -45,7 +45,7 @@ class MqttSettings:
     host: str
     port: int = 1883
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a repr (logs, tracebacks)
     tls: bool = False
     node_id: str = "homesound"
     discovery_prefix: str = "homeassistant"

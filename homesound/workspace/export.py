@@ -31,10 +31,25 @@ DEQUANTIZE = {UINT8_AUDIOSET: "float = uint8 / 255 * 4 - 2", "float16": "float =
 
 
 @dataclass(frozen=True)
+class EmbeddingsExport:
+    workspace: str
+    out: str  # the Parquet file to write
+    embedder: str | None = None  # one embedder id, or a model name (vggish, yamnet) for all of its embedders
+    with_raw: bool = False  # add raw_embedding (stored only for recordings embedded with --keep-raw)
+
+
+@dataclass(frozen=True)
 class ExportSummary:
     recordings: int
     rows: int
     embedders: tuple[str, ...]
+
+
+def export_embeddings(config: EmbeddingsExport) -> ExportSummary:
+    """The job behind `homesound export --out`: the workspace, opened read-only, to one Parquet file."""
+    with Workspace(config.workspace, readonly=True) as workspace:
+        workspace.require_current("recordings")
+        return export_embeddings_parquet(workspace, config.out, embedder_id=config.embedder, with_raw=config.with_raw)
 
 
 def export_embeddings_parquet(workspace: Workspace, out: str | os.PathLike, *, embedder_id: str | None = None,
