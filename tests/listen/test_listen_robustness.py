@@ -50,11 +50,22 @@ def test_a_stalled_source_closes_the_open_event_and_listening_resumes(hub_dir, h
 
 
 def test_a_wav_file_piped_as_raw_pcm_is_refused_with_advice(hub_dir, household_audio, tmp_path):
-    listener = hub_listener(hub_dir, tmp_path, *STDIN_ARGS)
+    from homesound.workspace import Workspace
+    from homesound.workspace.runs import list_runs
+
+    workspace_path = tmp_path / "home.db"
+    listener = hub_listener(hub_dir, tmp_path, *STDIN_ARGS, "--workspace", str(workspace_path))
     listener.feed(household_audio.path.read_bytes()[:4096])  # fits the pipe: the listener may stop reading
     listener.close_stdin()
     assert listener.finish() == 2
-    assert "starts like a WAV file" in listener.stderr_text()
+    stderr = listener.stderr_text()
+    assert "starts like a WAV file" in stderr
+    assert stderr.index("listened to") < stderr.index("error: "), stderr  # what was heard, then why it ended
+    with Workspace(workspace_path) as workspace:
+        [run] = list_runs(workspace, "listen")
+    summary = json.loads(run["summary_json"])
+    assert run["status"] == "failed" and "starts like a WAV file" in summary["error"]
+    assert summary["ended"] == "error" and summary["clips_saved"] == 0
 
 
 def test_nan_samples_and_a_cut_last_frame_are_survived(hub_dir, household_audio, tmp_path):
