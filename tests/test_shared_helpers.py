@@ -1,8 +1,10 @@
-"""The single homes of helpers every stage uses: file hashing, runs of a mask, dequantisation."""
+"""The single homes of helpers every stage uses: file hashing, atomic output, runs of a mask, dequantisation."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 
 import numpy as np
 import pytest
@@ -10,8 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from classify.model import AUDIOSET_UINT8, dequantize
+from homesound.errors import HomesoundError
 from homesound.frames import VGGISH_FRAMES, audioset_uint8_to_float
 from homesound.hashing import file_sha256
+from homesound.output_files import atomic_output, partial_path
 from homesound.sequences import mask_runs
 
 
@@ -63,3 +67,33 @@ def test_one_dequantisation_for_stored_frames_and_detector_input():
     np.testing.assert_array_equal(VGGISH_FRAMES.dequantize(every_value), expected)
     np.testing.assert_array_equal(dequantize(every_value, AUDIOSET_UINT8), expected)
     assert audioset_uint8_to_float(every_value).dtype == np.float32
+
+
+def test_atomic_output_appears_whole_and_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "new" / "model.pt"
+    with atomic_output(target) as partial:
+        assert partial == partial_path(target) and partial.parent == target.parent
+        assert partial.name == f"model.pt.part-{os.getpid()}.pt"  # the extension last: writers that sniff it
+        partial.write_bytes(b"complete")
+        assert not target.exists()  # nothing under the real name until it is whole
+    assert target.read_bytes() == b"complete" and sorted(target.parent.iterdir()) == [target]
+
+
+def test_atomic_output_failing_midway_keeps_the_old_file_and_removes_the_partial(tmp_path):
+    target = tmp_path / "events.csv"
+    target.write_text("the previous run's events\n")
+    with pytest.raises(ValueError, match="writer broke"):
+        with atomic_output(target) as partial:
+            partial.write_text("half of the new")
+            raise ValueError("writer broke")
+    assert target.read_text() == "the previous run's events\n" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_atomic_output_names_the_file_and_the_fix_when_the_write_fails(tmp_path):
+    target = tmp_path / "clips" / "clip.wav"
+    with pytest.raises(HomesoundError, match=r"cannot write clip .*clip\.wav: the disk is full"):
+        with atomic_output(target, what="clip") as partial:
+            partial.write_bytes(b"RIFF")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert list(target.parent.iterdir()) == []
+
