@@ -1,10 +1,14 @@
-"""The single homes of helpers every stage uses: file hashing, atomic output, runs of a mask, dequantisation."""
+"""The single homes of helpers several stages use: file hashing, atomic output, runs of a mask,
+dequantisation, a producer's put on a bounded queue, audio to finite mono."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
 import os
+import queue
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from classify.model import AUDIOSET_UINT8, dequantize
+from embed.audio_io import finite_mono
+from embed.pipeline import STOP_POLL_SECONDS, put_until_stopped
 from homesound.errors import HomesoundError
 from homesound.frames import VGGISH_FRAMES, audioset_uint8_to_float
 from homesound.hashing import file_sha256
@@ -97,3 +103,28 @@ def test_atomic_output_names_the_file_and_the_fix_when_the_write_fails(tmp_path)
             raise OSError(errno.ENOSPC, "No space left on device")
     assert list(target.parent.iterdir()) == []
 
+
+
+def test_put_until_stopped_waits_for_room_and_gives_up_once_stopped():
+    items: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    assert put_until_stopped(items, "first", stop)
+    threading.Timer(0.3, items.get).start()  # a slow consumer makes room
+    started = time.monotonic()
+    assert put_until_stopped(items, "second", stop) and time.monotonic() - started >= 0.25
+    assert items.queue[0] == "second"
+    threading.Timer(0.3, stop.set).start()  # the consumer quit: the producer must not hang
+    started = time.monotonic()
+    assert not put_until_stopped(items, "third", stop)
+    assert time.monotonic() - started < 0.3 + 2 * STOP_POLL_SECONDS + 0.5 and list(items.queue) == ["second"]
+
+
+def test_finite_mono_averages_channels_and_zeroes_what_is_not_a_number():
+    stereo = np.array([[0.5, 0.25], [np.nan, 0.5], [np.inf, -np.inf], [-1.0, 1.0]], dtype=np.float32)
+    mono, zeroed = finite_mono(stereo)
+    assert mono.tolist() == [0.375, 0.0, 0.0, 0.0] and zeroed == 2 and mono.dtype == np.float32
+    single = np.array([[0.1], [np.nan]])
+    assert finite_mono(single)[0].tolist() == [0.1, 0.0] and finite_mono(single)[1] == 1
+    flat = np.array([0.2, -0.2])
+    mono, zeroed = finite_mono(flat)
+    assert mono.tolist() == [0.2, -0.2] and zeroed == 0
