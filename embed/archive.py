@@ -16,7 +16,6 @@ Order of work, and why:
 from __future__ import annotations
 
 import collections
-import hashlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -38,6 +37,7 @@ from embed.embedder import (
 from embed.pipeline import join_frames
 from embed.vggish import takes_examples
 from homesound.errors import HomesoundError
+from homesound.hashing import file_sha256
 from homesound.workspace import Workspace, recordings, runs
 from homesound.workspace.lock import JobLock
 from homesound.workspace.recordings import AudioFacts, FileIdentity, StoredEmbedding
@@ -515,8 +515,7 @@ class _Worker:
 def content_sha256(path: str) -> tuple[str | None, str | None]:
     """(sha256 hex digest, None), or (None, why the file cannot be read)."""
     try:
-        with open(path, "rb") as stream:
-            return hashlib.file_digest(stream, "sha256").hexdigest(), None
+        return file_sha256(path), None
     except PermissionError:
         return None, "permission denied; make the file readable (chmod +r)"
     except FileNotFoundError:
