@@ -54,7 +54,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _register_round(subcommands: argparse._SubParsersAction) -> None:
-    from classify.cli import add_training_options
+    from classify.options import add_training_options
 
     round_ = subcommands.add_parser(
         "round", help="one active-learning round: pull -> train -> evaluate -> rank -> push",
@@ -162,7 +162,7 @@ def run_rank(args: argparse.Namespace) -> int:
     from active_learning.loop import picks_table, queue_ranking, rank_workspace
     from active_learning.scoring import load_detector
     from homesound.workspace import Workspace
-    from homesound.workspace.runs import finish_run, start_run
+    from homesound.workspace.runs import RunStatus, finish_run, start_run
 
     request = rank_request_from_args(args)
     detector, model_id = load_detector(args.model)
@@ -175,7 +175,7 @@ def run_rank(args: argparse.Namespace) -> int:
         if not args.dry_run:
             run_id = start_run(workspace, "rank", {"request": request, "model": args.model, "model_id": model_id})
             queued = queue_ranking(workspace, ranking, model_id)
-            finish_run(workspace, run_id, "finished", {"picks": len(ranking.picks), "queued": queued})
+            finish_run(workspace, run_id, RunStatus.COMPLETED, {"picks": len(ranking.picks), "queued": queued})
     print_table(table, detector.classes)
     print(
         f"{len(ranking.picks)} windows from {ranking.recordings} recordings ({ranking.candidate_seconds / 3600:.2f} h "
@@ -211,7 +211,7 @@ def print_table(table, classes) -> None:
 def run_push(args: argparse.Namespace) -> int:
     from active_learning.round_trip import push
     from homesound.workspace import Workspace
-    from homesound.workspace.runs import finish_run, start_run
+    from homesound.workspace.runs import RunStatus, finish_run, start_run
 
     config = push_config_from_args(args)
     server = connect(args)
@@ -220,9 +220,9 @@ def run_push(args: argparse.Namespace) -> int:
         try:
             summary = push(workspace, server, config, progress=sys.stderr.isatty())
         except BaseException as error:
-            finish_run(workspace, run_id, "failed", {"error": str(error)})
+            finish_run(workspace, run_id, RunStatus.FAILED, {"error": str(error)})
             raise
-        finish_run(workspace, run_id, "finished", vars(summary))
+        finish_run(workspace, run_id, RunStatus.COMPLETED, vars(summary))
     print(
         f"pushed {summary.pushed} clips to {server.url}/projects/{summary.project_id}"
         + (f", noted {summary.adopted} already there" if summary.adopted else "")
@@ -236,7 +236,7 @@ def run_push(args: argparse.Namespace) -> int:
 def run_pull(args: argparse.Namespace) -> int:
     from active_learning.round_trip import pull
     from homesound.workspace import Workspace
-    from homesound.workspace.runs import finish_run, start_run
+    from homesound.workspace.runs import RunStatus, finish_run, start_run
 
     server = connect(args)
     with Workspace(args.workspace, create=False) as workspace:
@@ -244,9 +244,9 @@ def run_pull(args: argparse.Namespace) -> int:
         try:
             summary = pull(workspace, server)
         except BaseException as error:
-            finish_run(workspace, run_id, "failed", {"error": str(error)})
+            finish_run(workspace, run_id, RunStatus.FAILED, {"error": str(error)})
             raise
-        finish_run(workspace, run_id, "finished", vars(summary))
+        finish_run(workspace, run_id, RunStatus.COMPLETED, vars(summary))
     print(
         f"pulled from {server.url}: {summary.added} new, {summary.updated} edited, {summary.unchanged} unchanged "
         f"annotations; {summary.waiting} tasks not labeled yet"
@@ -257,7 +257,7 @@ def run_pull(args: argparse.Namespace) -> int:
 def run_round(args: argparse.Namespace) -> int:
     from active_learning.rounds import RoundConfig
     from active_learning.rounds import run_round as run_one_round
-    from classify.cli import training_configs
+    from classify.options import training_configs
 
     workspace = Path(args.workspace)
     model_config, training = training_configs(args, prefix="train-")

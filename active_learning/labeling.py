@@ -19,6 +19,7 @@ from homesound.workspace.active_learning import (
     Region,
     strong_label_task,
 )
+from homesound.sequences import mask_runs
 from homesound.workspace.training_data import HOP_SECONDS, StrongLabel
 
 NONE_OF_THESE = "none of these"
@@ -67,7 +68,7 @@ def prediction_regions(
     results = []
     for column, name in enumerate(classes):
         above = probabilities[:, column] >= float(thresholds.get(name, DEFAULT_THRESHOLD))
-        for run_start, run_end in _runs(above):
+        for run_start, run_end in mask_runs(above):
             start = max(first + run_start * hop, clip_start) - clip_start
             end = min(first + run_end * hop, clip_end) - clip_start
             if end <= start:
@@ -217,12 +218,6 @@ def _merged(regions) -> list[tuple[float, float]]:
         else:
             merged.append([region.start_seconds, region.end_seconds])
     return [(start, end) for start, end in merged]
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
 
 
 def annotator_id(annotation: Mapping[str, Any]) -> int | None:

@@ -25,7 +25,7 @@ from active_learning.ranking import (
     rank_windows,
     window_bounds,
 )
-from homesound.sequences import LabeledSequence
+from homesound.sequences import LabeledSequence, mask_runs
 
 Spans = dict[str, list[tuple[float, float]]]  # recording key -> labeled (start, end) seconds
 
@@ -95,7 +95,7 @@ def oracle_sequences(
             continue
         known = labeled_frames(recording, spans, hop_seconds)
         labels = np.where(known[:, None], recording.truth, np.nan).astype(np.float32)
-        for begin, end in _stretches(known, context_frames):
+        for begin, end in mask_runs(known, join_gap=context_frames):
             first = max(0, begin - context_frames)
             sequences.append(LabeledSequence(
                 key=f"oracle:{recording.key}:{first}", group=recording.key, split="train",
@@ -103,18 +103,6 @@ def oracle_sequences(
                 frame_labels=labels[first:end], start_seconds=first * hop_seconds, hop_seconds=hop_seconds,
             ))
     return sequences
-
-
-def _stretches(known: np.ndarray, join_gap: int) -> list[tuple[int, int]]:
-    """[begin, end) runs of labeled frames; runs closer than join_gap become one, so no label is used twice."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[False], known, [False]]).astype(np.int8)))
-    stretches: list[tuple[int, int]] = []
-    for begin, end in zip(edges[0::2].tolist(), edges[1::2].tolist()):
-        if stretches and begin - stretches[-1][1] <= join_gap:
-            stretches[-1] = (stretches[-1][0], end)
-        else:
-            stretches.append((begin, end))
-    return stretches
 
 
 def average_precisions(

@@ -18,7 +18,7 @@ from audioset_fetch.segments import SelectedSegment, read_selection, segment_key
 from homesound.workspace import audioset as audioset_store
 from homesound.workspace.core import Workspace
 from homesound.workspace.recordings import register_embedder
-from homesound.workspace.runs import finish_run, start_run
+from homesound.workspace.runs import RunStatus, finish_run, start_run
 
 MAX_REPORTED_PROBLEMS = 200
 PROGRESS_EVERY = 1000  # records between updates of the progress bar's counts
@@ -114,7 +114,7 @@ def import_features(workspace: Workspace, config: ImportConfig, *, progress: boo
                 if len(batch) >= config.batch_size:
                     flush()
             bar.set_postfix(records=report.records, kept=len(found), bad=report.malformed)
-        status = "done"
+        status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"
         raise

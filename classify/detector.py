@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from classify.model import RecurrentState, SequenceDetector, dequantize, torch_t
 from homesound import __version__
 from homesound.errors import HomesoundError
 from homesound.frames import VGGISH_FRAMES, FrameSpec, check_embedder_id
+from homesound.hashing import file_sha256
 
 MODEL_FORMAT = "homesound-detector"
 MODEL_FORMAT_VERSION = 1
@@ -204,14 +204,6 @@ def predict_features(model: SequenceDetector, features: Sequence[np.ndarray]) ->
             for row, i in enumerate(chunk):
                 results[i] = probabilities[row, : lengths[row]]
     return results
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _plain(value: Any) -> Any:

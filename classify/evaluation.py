@@ -34,7 +34,7 @@ from classify.training import (
     scored_pairs,
 )
 from homesound.errors import HomesoundError
-from homesound.sequences import LabeledSequence
+from homesound.sequences import LabeledSequence, mask_runs
 
 ONSET_COLLAR_SECONDS = 0.2
 OFFSET_COLLAR_FRACTION = 0.2
@@ -57,9 +57,7 @@ class Stretch:
         return len(self.targets) * self.hop_seconds
 
     def reference_events(self) -> list[tuple[float, float]]:
-        positive = np.concatenate([[False], self.targets > 0.5, [False]]).astype(np.int8)
-        edges = np.flatnonzero(np.diff(positive))
-        return [(begin * self.hop_seconds, end * self.hop_seconds) for begin, end in zip(edges[0::2], edges[1::2])]
+        return [(begin * self.hop_seconds, end * self.hop_seconds) for begin, end in mask_runs(self.targets > 0.5)]
 
 
 @dataclass(frozen=True)
@@ -139,9 +137,7 @@ def labeled_stretches(data: EncodedSequences, predictions: Predictions, column: 
     for position, (key, frames) in enumerate(zip(data.keys, data.frame_targets)):
         if frames is None:
             continue
-        known = np.concatenate([[False], ~np.isnan(frames[:, column]), [False]]).astype(np.int8)
-        edges = np.flatnonzero(np.diff(known))
-        for part, (begin, end) in enumerate(zip(edges[0::2], edges[1::2])):
+        for part, (begin, end) in enumerate(mask_runs(~np.isnan(frames[:, column]))):
             stretches.append(Stretch(
                 audio_id=f"{key}#{part}",
                 probabilities=predictions.frames[position][begin:end, column],

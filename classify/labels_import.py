@@ -19,7 +19,6 @@ replaces what it imported before (homesound.workspace.training_data.replace_impo
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 import os
 import re
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from homesound.errors import HomesoundError
+from homesound.hashing import file_sha256
 from homesound.workspace import Workspace
 from homesound.workspace.training_data import (
     ClipLabel,
@@ -262,8 +262,7 @@ def origin_of(source: str | os.PathLike) -> str:
 
 def _file_sha256(path: Path) -> str | None:
     try:
-        with open(path, "rb") as stream:
-            return hashlib.file_digest(stream, "sha256").hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from classify.config import ModelConfig
 from homesound.errors import HomesoundError
+from homesound.frames import audioset_uint8_to_float
 
 # How stored embeddings become model input, decided by their provenance (dtype of the array).
 AUDIOSET_UINT8 = "audioset_uint8"  # post-processed like AudioSet's release: (x / 255) * 4 - 2
@@ -27,8 +28,6 @@ INPUT_ENCODINGS = (AUDIOSET_UINT8, RAW_FLOAT32, FLOAT16)
 RecurrentState = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 _POOLING_EPSILON = 1e-7
-# The 256 dequantized values, computed in float64 so that each is the nearest float32.
-_DEQUANTIZED = ((np.arange(256, dtype=np.float64) / 255.0) * 4.0 - 2.0).astype(np.float32)
 
 
 def input_encoding_of(embedding: np.ndarray) -> str:
@@ -50,7 +49,7 @@ def dequantize(embedding: np.ndarray, encoding: str) -> np.ndarray:
             "use the embeddings it was trained on (uint8 post-processed or raw float32)"
         )
     if encoding == AUDIOSET_UINT8:
-        return _DEQUANTIZED[embedding]
+        return audioset_uint8_to_float(embedding)
     return np.ascontiguousarray(embedding, dtype=np.float32)
 
 

@@ -16,7 +16,6 @@ Order of work, and why:
 from __future__ import annotations
 
 import collections
-import hashlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -38,6 +37,7 @@ from embed.embedder import (
 from embed.pipeline import join_frames
 from embed.vggish import takes_examples
 from homesound.errors import HomesoundError
+from homesound.hashing import file_sha256
 from homesound.workspace import Workspace, recordings, runs
 from homesound.workspace.lock import JobLock
 from homesound.workspace.recordings import AudioFacts, FileIdentity, StoredEmbedding
@@ -159,10 +159,10 @@ def run_archive_job(workspace_path: str, config: ArchiveJobConfig, *, progress: 
                     job.run()
         except BaseException:
             summary.elapsed_seconds = time.perf_counter() - started
-            runs.finish_run(workspace, run_id, "interrupted", summary.as_dict())
+            runs.finish_run(workspace, run_id, runs.RunStatus.INTERRUPTED, summary.as_dict())
             raise
         summary.elapsed_seconds = time.perf_counter() - started
-        runs.finish_run(workspace, run_id, "completed" if summary.exit_status == 0 else "completed_with_failures",
+        runs.finish_run(workspace, run_id, runs.RunStatus.COMPLETED if summary.exit_status == 0 else runs.RunStatus.COMPLETED_WITH_FAILURES,
                         summary.as_dict())
         return summary
 
@@ -504,8 +504,7 @@ class _Worker:
 def content_sha256(path: str) -> tuple[str | None, str | None]:
     """(sha256 hex digest, None), or (None, why the file cannot be read)."""
     try:
-        with open(path, "rb") as stream:
-            return hashlib.file_digest(stream, "sha256").hexdigest(), None
+        return file_sha256(path), None
     except PermissionError:
         return None, "permission denied; make the file readable (chmod +r)"
     except FileNotFoundError:

@@ -19,8 +19,11 @@ import numpy as np
 
 from homesound.errors import ModelSourceError
 from homesound.frames import FrameSpec
+from homesound.hashing import file_sha256
 
 EMBEDDER_MODELS = ("vggish", "yamnet")
+VGGISH_BACKENDS = ("tf", "torch")  # the same embeddings (and embedder id) from either
+VGGISH_PRECISIONS = ("float32", "tf32", "bf16")  # torch backend; all but float32 change the embedder id
 
 
 @dataclass(frozen=True)
@@ -149,14 +152,6 @@ def resolve_hub_handle(handle: str, model: str, option: str) -> str:
             f"{str(error).splitlines()[0]}); check the network, or download the model once and pass its "
             f"directory or file with {option}"
         ) from None
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while block := stream.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def directory_sha256(directory: str) -> str:

@@ -52,8 +52,3 @@ def postprocess(raw: np.ndarray, pca: PCAParams, params: VGGishParams = VGGISH) 
     scaled = (clipped - params.quantize_min) * (255.0 / (params.quantize_max - params.quantize_min))
     return scaled.astype(np.uint8)
 
-
-def dequantize(quantized: np.ndarray, params: VGGishParams = VGGISH) -> np.ndarray:
-    """uint8 AudioSet features back to floats in [-2, 2], the way AudioSet's examples do."""
-    span = params.quantize_max - params.quantize_min
-    return (quantized.astype(np.float32) / 255.0) * span + params.quantize_min

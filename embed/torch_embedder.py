@@ -21,9 +21,10 @@ from embed.postprocess import PCAParams
 from embed.torch_frontend import TorchLogMel
 from embed.torch_network import TorchNetwork
 from embed.torch_weights import convert_source, find_converted
-from embed.embedder import EmbedderConfig, EmbedderSource, file_sha256
+from embed.embedder import EmbedderConfig, EmbedderSource
 from embed.vggish import Runtime, VGGishEmbedder, _split_like, resolve_runtime, source_sha256
 from homesound.errors import HomesoundError
+from homesound.hashing import file_sha256
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from embed.network import CONV_LAYERS, DENSE_LAYERS, check_shapes, expected_shapes
+from embed.embedder import VGGISH_PRECISIONS as PRECISIONS
 from embed.params import VGGISH
 
-PRECISIONS = ("float32", "tf32", "bf16")
 
 
 def to_torch_layout(weights: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:

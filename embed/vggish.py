@@ -13,19 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
-from embed.embedder import Embedder, EmbedderConfig, EmbedderSource, file_sha256, files_sha256, resolve_hub_handle
+from embed.embedder import VGGISH_BACKENDS as BACKENDS
+from embed.embedder import Embedder, EmbedderConfig, EmbedderSource, files_sha256, resolve_hub_handle
 from embed.frontend import waveform_to_examples
 from embed.params import VGGISH
 from embed.postprocess import PCAParams, postprocess
 from homesound import __version__
 from homesound.errors import ModelSourceError
 from homesound.frames import VGGISH_FRAMES
+from homesound.hashing import file_sha256
 
 DEFAULT_HUB_HANDLE = "https://tfhub.dev/google/vggish/1"
 DEFAULT_PCA_URL = "https://storage.googleapis.com/audioset/vggish_pca_params.npz"
 SOURCE_ENV = "HOMESOUND_VGGISH"
 BACKEND_ENV = "HOMESOUND_VGGISH_BACKEND"
-BACKENDS = ("tf", "torch")
 # torch: a third of TF's start-up CPU time and half its memory, no TensorFlow once the weights are converted;
 # the network alone per CPU second is faster in torch here, end to end with two threads TF-XLA was 15-35 %
 # faster on this loaded 2-core AVX2 machine (README, benchmarks/embed_speed.py).

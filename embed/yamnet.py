@@ -27,11 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from embed.embedder import (
-    ChunkFrames, Embedder, EmbedderConfig, EmbedderSource, directory_sha256, file_sha256, resolve_hub_handle,
+    ChunkFrames, Embedder, EmbedderConfig, EmbedderSource, directory_sha256, resolve_hub_handle,
 )
 from homesound import __version__
 from homesound.errors import ModelSourceError
 from homesound.frames import YAMNET_FRAMES
+from homesound.hashing import file_sha256
 
 DEFAULT_HUB_HANDLE = "https://tfhub.dev/google/yamnet/1"
 SOURCE_ENV = "HOMESOUND_YAMNET"

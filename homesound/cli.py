@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import signal
 import sys
@@ -13,16 +12,6 @@ from typing import Sequence
 from homesound import __version__
 from homesound.errors import HomesoundError
 from homesound.redact import RedactingFilter, redact_text
-
-STAGE_CLI_MODULES = (
-    "homesound.workspace_cli",
-    "embed.cli",
-    "audioset_fetch.cli",
-    "classify.cli",
-    "classify.labels_cli",
-    "active_learning.cli",
-    "homesound_hub.cli",
-)
 
 EXIT_USER_ERROR = 2
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # like Ctrl-C: the job stops cleanly and says so
@@ -44,15 +33,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"homesound {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in STAGE_CLI_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:  # a real import problem inside the stage: show it
-                raise
-            continue  # the stage has no commands yet
-        module.register(subcommands)
+    for register in stage_commands():
+        register(subcommands)
     return parser
+
+
+def stage_commands() -> tuple:
+    """Each stage's `register(subcommands)`, in the order `homesound --help` lists them. The command-line
+    modules only parse (their jobs are imported when a command runs), so importing them all is cheap."""
+    from active_learning import cli as active_learning_commands
+    from audioset_fetch import cli as audioset_commands
+    from classify import cli as classify_commands
+    from classify import labels_cli as labels_commands
+    from embed import cli as embed_commands
+    from homesound import workspace_cli as workspace_commands
+    from homesound_hub import cli as hub_commands
+
+    return (workspace_commands.register, embed_commands.register, audioset_commands.register,
+            classify_commands.register, labels_commands.register, active_learning_commands.register,
+            hub_commands.register)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

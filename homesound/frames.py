@@ -25,7 +25,13 @@ FLOAT16 = "float16"  # IEEE half precision, little endian
 ENCODINGS = {UINT8_AUDIOSET: np.dtype("u1"), FLOAT16: np.dtype("<f2")}
 CLASS_SCORE_DTYPE = np.dtype("<f2")  # class scores in [0, 1] are stored as float16 (error < 2.5e-4), zlib'd
 ZLIB_LEVEL = 1  # YAMNet's frames are ~85 % zeros (ReLU features): level 1 gives 4x in ~40 us per frame
+# The 256 dequantized values, computed in float64 so that each is the nearest float32.
 _AUDIOSET_UINT8 = ((np.arange(256, dtype=np.float64) / 255.0) * 4.0 - 2.0).astype(np.float32)
+
+
+def audioset_uint8_to_float(stored: np.ndarray) -> np.ndarray:
+    """AudioSet-quantized uint8 frames (any shape) -> float32 in [-2, 2]: uint8 / 255 * 4 - 2."""
+    return _AUDIOSET_UINT8[np.asarray(stored)]
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ class FrameSpec:
         """Stored frames -> float32 [T, dimension], the values a detector reads."""
         stored = np.asarray(stored)
         if self.encoding == UINT8_AUDIOSET:
-            return _AUDIOSET_UINT8[stored]
+            return audioset_uint8_to_float(stored)
         return stored.astype(np.float32)
 
     def check(self, stored: np.ndarray, what: str = "embedding") -> None:

@@ -1,7 +1,8 @@
 """The one data interface between the stages that produce labeled embeddings and the detector.
 
 AudioSet segments (weak, clip-level labels) and Label Studio windows (strong, per-second
-labels) both arrive as LabeledSequence, so classify/ trains on either or both.
+labels) both arrive as LabeledSequence, so classify/ trains on either or both; `mask_runs`
+finds the stretches of frames (labeled, positive, above a threshold) that such sequences are cut from.
 """
 
 from __future__ import annotations
@@ -36,3 +37,20 @@ class LabeledSequence:
             raise ValueError(f"{self.key}: frame_labels must be [{len(self.embedding)}, {len(self.classes)}]")
         if self.class_scores is not None and len(self.class_scores) != len(self.embedding):
             raise ValueError(f"{self.key}: class_scores must have one row per embedding frame")
+
+
+def mask_runs(mask: np.ndarray, join_gap: int = 0) -> list[tuple[int, int]]:
+    """[begin, end) of each run of True in a 1-D mask, in order.
+
+    Runs separated by at most `join_gap` False entries become one, so that a context of that many
+    frames around a run never reaches into the next (no labeled frame is used in two sequences).
+    """
+    padded = np.concatenate([[False], np.asarray(mask, dtype=bool).reshape(-1), [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    runs: list[tuple[int, int]] = []
+    for begin, end in zip(edges[0::2].tolist(), edges[1::2].tolist()):
+        if runs and begin - runs[-1][1] <= join_gap:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((begin, end))
+    return runs

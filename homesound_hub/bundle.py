@@ -29,6 +29,7 @@ from embed.params import VGGISH
 from embed.postprocess import PCA_EIGEN_VECTORS, PCA_MEANS, PCAParams
 from homesound import __version__
 from homesound.errors import HomesoundError
+from homesound.hashing import file_sha256
 
 HUB_FORMAT = "homesound-hub"
 HUB_FORMAT_VERSION = 1
@@ -162,7 +163,7 @@ def export_hub(model_path: str, embedder, directory: str | os.PathLike, *, quant
                calibration_audio: Sequence[str] = (), progress: Callable[[str], None] = print) -> dict:
     """The embedder (VGGish converted to TFLite, or YAMNet's own .tflite) and the detector at `model_path`
     into a hub directory."""
-    from classify.detector import Detector, file_sha256
+    from classify.detector import Detector
     from classify.portable import export_portable
     from embed.resample import load_filter_table
 

@@ -18,14 +18,14 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _add_embedder_options(parser, with_embedder: bool = True) -> None:
-    from embed.cli import add_model_options
+    from embed.options import add_model_options
 
     add_model_options(parser, "; default here: what the detector was trained with (its model, and its source "
                               "if still present)", with_embedder)
 
 
 def _register_listen(subcommands: argparse._SubParsersAction) -> None:
-    from classify.cli import _add_event_options
+    from classify.options import add_event_options
 
     listen = subcommands.add_parser(
         "listen", help="detect crying and laughter live (microphone, file, stdin, rtsp/http) -> JSON lines, MQTT",
@@ -43,7 +43,7 @@ def _register_listen(subcommands: argparse._SubParsersAction) -> None:
     listen.add_argument("--threads", type=int, default=2, help="TFLite threads with --hub (default 2)")
     _add_embedder_options(listen)
     listen.add_argument("--no-xla", action="store_true", help="do not compile the network with XLA (--backend tf)")
-    from embed.cli import add_backend_options
+    from embed.options import add_backend_options
 
     add_backend_options(listen, with_device=False)
 
@@ -63,7 +63,7 @@ def _register_listen(subcommands: argparse._SubParsersAction) -> None:
                        help="no audio for this long: close open events, mark sensors unavailable, reconnect "
                             "network/microphone sources (default 10)")
 
-    _add_event_options(listen)
+    add_event_options(listen)
     listen.add_argument(
         "--hold", type=float, dest="merge_gap_seconds", default=argparse.SUPPRESS, metavar="SECONDS",
         help="hold time: an event ends only after this long without a new onset (same as --merge-gap)")
@@ -117,12 +117,12 @@ def run_listen(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from classify.cli import _event_settings
+    from classify.options import event_settings
     from classify.stream import LiveDetector
     from embed.sources import SourceOptions, SourceReader, open_source
     from homesound_hub.listen import JsonLinesSink, Listener, stderr_summary
 
-    settings = _event_settings(args)
+    settings = event_settings(args)
     source = open_source(args.source, SourceOptions(args.rate, args.channels, args.pcm_format, args.realtime))
     runtime = _load_hub_runtime(args) if args.hub else _load_full_runtime(args)
     rules = settings.rules(runtime.detector.thresholds)
@@ -203,7 +203,7 @@ def _load_full_runtime(args: argparse.Namespace) -> _Runtime:
 def _detector_embedder(args: argparse.Namespace, detector, **settings):
     """The embedder the options name, by default the model (and source, if still there) the detector was trained on."""
     from classify.frame_inputs import check_source
-    from embed.cli import chosen_model, embedder_config_from_args
+    from embed.options import chosen_model, embedder_config_from_args
     from embed.embedder import load_embedder
 
     model = chosen_model(args, default=detector.frames.model)
@@ -231,10 +231,10 @@ class _WorkspaceRun:
 
     def finish(self, summary) -> None:
         from homesound.workspace import Workspace
-        from homesound.workspace.runs import finish_run
+        from homesound.workspace.runs import RunStatus, finish_run
 
         with Workspace(self.workspace) as workspace:
-            finish_run(workspace, self.run_id, "failed" if summary.exit_status == "error" else "done", {
+            finish_run(workspace, self.run_id, RunStatus.FAILED if summary.exit_status == "error" else RunStatus.COMPLETED, {
                 "seconds": summary.seconds, "events": summary.events, "clips_saved": self.recorder.saved,
                 "clips_dropped": self.recorder.dropped, "ended": summary.exit_status, "error": summary.error})
 

@@ -11,7 +11,6 @@ happens in a background thread from a bounded queue.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import logging
 import math
 import os
@@ -26,6 +25,7 @@ import numpy as np
 from embed.streaming import EmbeddedHop
 from homesound.frames import SAMPLE_RATE as RATE
 from homesound.frames import FrameSpec
+from homesound.hashing import file_sha256
 from homesound_hub.listen import EventReport, Sink, iso_time
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class ClipRecorder(Sink):
         partial = path.with_name(path.name + ".partial")
         soundfile.write(str(partial), clip.samples, RATE, subtype="FLOAT", format="WAV")
         os.replace(partial, path)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
         stat = path.stat()
         with Workspace(self.settings.workspace) as workspace:
             if self.settings.store_embeddings:

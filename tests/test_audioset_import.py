@@ -132,7 +132,7 @@ def test_rerun_adds_nothing(release, selection_path, metadata, tmp_path, capsys)
     with Workspace(workspace_path) as workspace:
         assert len(list(audioset_sequences(workspace))) == 65
         runs = list_runs(workspace, "audioset import")
-        assert [run["status"] for run in runs] == ["done", "done"]
+        assert [run["status"] for run in runs] == ["completed", "completed"]
 
 
 def test_a_broken_archive_keeps_what_was_imported_and_a_rerun_completes_it(release, selection_path, metadata,

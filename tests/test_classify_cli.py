@@ -45,7 +45,7 @@ def test_train_writes_model_curves_and_records(trained, capsys):
         (record,) = list_models(ws)
         (run,) = list_runs(ws, "train")
     assert record["classes"] == ["crying", "laughter"] and record["run_id"] == run["id"]
-    assert run["status"] == "done" and json.loads(run["summary_json"])["model_id"] == record["id"]
+    assert run["status"] == "completed" and json.loads(run["summary_json"])["model_id"] == record["id"]
 
 
 def test_evaluate_reports_every_metric_on_held_out_recordings(trained, tmp_path, capsys):
@@ -83,7 +83,7 @@ def test_detect_on_workspace_writes_events_back_once(trained, tmp_path, capsys):
     with Workspace(workspace) as ws:
         stored = list_detections(ws)
         runs = list_runs(ws, "detect")
-    assert len(stored) == len(events) and [r["status"] for r in runs] == ["done", "done"]
+    assert len(stored) == len(events) and [r["status"] for r in runs] == ["completed", "completed"]
     assert len(list((tmp_path / "timeline").glob("*.png"))) == len(truth)
     # Planted events are found where they are: most true positive seconds lie inside a detection.
     hits = total = 0

@@ -12,11 +12,12 @@ import soundfile
 
 from embed.frontend import waveform_to_examples
 from embed.pipeline import embed_file, embed_waveform
-from embed.postprocess import PCAParams, dequantize, postprocess
+from embed.postprocess import PCAParams, postprocess
 from embed.random_weights import random_weights, write_checkpoint
 from embed.resample import resample_whole
 from embed.embedder import load_embedder
 from homesound.errors import ModelSourceError
+from homesound.frames import audioset_uint8_to_float
 
 
 def reference_embeddings(embedder, samples, rate):
@@ -162,7 +163,7 @@ def test_quantization_truncates_and_dequantizes_the_audioset_way():
     raw[0, 0], raw[0, 1] = 5.0, -5.0
     quantized = postprocess(raw, pca)
     assert quantized[0, 2] == 100 and quantized[0, 0] == 255 and quantized[0, 1] == 0
-    assert dequantize(np.array([0, 255], dtype=np.uint8)).tolist() == [-2.0, 2.0]
+    assert audioset_uint8_to_float(quantized[0, :3]).tolist() == pytest.approx([2.0, -2.0, -2.0 + 4.0 * 100 / 255])
 
 
 def test_short_silent_and_odd_inputs(checkpoint_embedder):

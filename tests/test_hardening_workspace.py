@@ -220,3 +220,43 @@ def test_reading_commands_read_an_older_workspace_without_upgrading_it(tmp_path,
     assert main(["export", "--workspace", str(workspace), "--out", str(tmp_path / "x.parquet")]) == 2
     assert "written by an older homesound" in capsys.readouterr().err
     assert workspace.read_bytes() == before and not (tmp_path / "x.parquet").exists()
+
+
+def test_recorded_runs_end_in_one_of_the_fixed_statuses(tmp_path):
+    """A job's run is completed (or what the job says), failed with its error, or interrupted; never left running."""
+    from homesound.workspace import Workspace
+    from homesound.workspace.runs import RunStatus, list_runs, recorded
+
+    with Workspace(tmp_path / "home.db") as workspace:
+        with recorded(workspace, "job", {"n": 1}) as run:
+            run.summary = {"done": 1}
+        with recorded(workspace, "job", {"n": 2}) as run:
+            run.status = RunStatus.COMPLETED_WITH_FAILURES
+        with pytest.raises(ValueError), recorded(workspace, "job", {"n": 3}) as run:
+            progress = {"reached": 7}
+            run.summary = lambda: progress  # read when the run ends, however it ends
+            raise ValueError("bad input")
+        with pytest.raises(KeyboardInterrupt), recorded(workspace, "job", {"n": 4}):
+            raise KeyboardInterrupt
+        rows = list_runs(workspace, "job")
+    assert [row["status"] for row in rows] == ["completed", "completed_with_failures", "failed", "interrupted"]
+    assert json.loads(rows[0]["config_json"]) == {"n": 1} and json.loads(rows[0]["summary_json"]) == {"done": 1}
+    assert json.loads(rows[2]["summary_json"]) == {"reached": 7, "error": "bad input"}
+    assert all(row["finished_at"] for row in rows)
+
+
+def test_older_status_words_migrate_to_the_fixed_ones(tmp_path):
+    import sqlite3
+
+    from homesound.workspace import Workspace
+
+    path = tmp_path / "home.db"
+    with Workspace(path) as workspace, workspace.transaction() as db:
+        db.execute("UPDATE schema_versions SET version=1 WHERE component='runs'")
+        for status in ("done", "finished", "failed"):
+            db.execute("INSERT INTO runs(command, config_json, package_version, started_at, status) "
+                       "VALUES ('old', '{}', '0', 'then', ?)", (status,))
+    with Workspace(path):
+        pass
+    with sqlite3.connect(path) as db:
+        assert [s for (s,) in db.execute("SELECT status FROM runs ORDER BY id")] == ["completed", "completed", "failed"]

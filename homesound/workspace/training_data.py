@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from homesound.sequences import LabeledSequence
+from homesound.sequences import LabeledSequence, mask_runs
 from homesound.workspace.core import Workspace, utc_now
 from homesound.workspace.recordings import load_embedding
 
@@ -245,7 +245,8 @@ def strong_label_sequences(workspace: Workspace, split: str | None = None) -> It
             (content, len(stored.embedding)),
         ):
             labels[row["second"], classes.index(row["target"])] = row["value"]
-        for begin, end in _labeled_stretches(labels):
+        # each stretch of labeled seconds (stretches closer than the context joined: none is used twice)
+        for begin, end in mask_runs((~np.isnan(labels)).any(axis=1), join_gap=CONTEXT_FRAMES):
             first = max(0, begin - CONTEXT_FRAMES)
             yield LabeledSequence(
                 key=f"recording:{content}:{first * stored.hop_seconds:.2f}",
@@ -298,20 +299,6 @@ def clip_label_sequences(workspace: Workspace, split: str | None = None) -> Iter
             hop_seconds=stored.hop_seconds,
             class_scores=stored.class_scores,
         )
-
-
-def _labeled_stretches(labels: np.ndarray) -> list[tuple[int, int]]:
-    """[begin, end) of the runs of frames with a known label; runs closer than the context are joined,
-    so no labeled second is ever part of two sequences."""
-    labeled = (~np.isnan(labels)).any(axis=1)
-    edges = np.flatnonzero(np.diff(np.concatenate([[False], labeled, [False]]).astype(np.int8)))
-    stretches: list[tuple[int, int]] = []
-    for begin, end in zip(edges[0::2].tolist(), edges[1::2].tolist()):
-        if stretches and begin - stretches[-1][1] <= CONTEXT_FRAMES:
-            stretches[-1] = (stretches[-1][0], end)
-        else:
-            stretches.append((begin, end))
-    return stretches
 
 
 def resolve_provider(entry: str) -> Provider:

@@ -162,7 +162,7 @@ def test_events_go_to_a_webhook_and_into_the_workspace_as_clips(hub_dir, househo
         stored = {recording.path: embedding for recording, embedding in iter_embedded_recordings(workspace, with_raw=True)}
         runs = list_runs(workspace, "listen")
     assert [(e.started_at, e.label) for e in live] == sorted((r["start_time"], r["label"]) for r in ended)
-    assert runs[-1]["status"] == "done"
+    assert runs[-1]["status"] == "completed"
 
     hub = load_hub(hub_dir)
     for event, record in zip(live, sorted(ended, key=lambda r: (r["start_time"], r["label"]))):
