@@ -85,7 +85,7 @@ def detect_in_workspace(job: DetectInWorkspaceJob) -> DetectResult:
         workspace_embedders,
     )
     from homesound.workspace import Workspace
-    from homesound.workspace.classify import register_model, replace_detections
+    from homesound.workspace.classify import register_detector, replace_detections
     from homesound.workspace.recordings import iter_embedded_recordings
 
     detector = load_detector(job.model)
@@ -95,12 +95,7 @@ def detect_in_workspace(job: DetectInWorkspaceJob) -> DetectResult:
     # Embeddings are read lazily through a second connection, so committing detections never
     # touches the open SELECT; with WAL the reader keeps its snapshot.
     with Workspace(job.workspace, create=False) as workspace, Workspace(job.workspace, create=False) as reader:
-        model_id = register_model(
-            workspace, path=str(Path(job.model).resolve()) if Path(job.model).exists() else job.model,
-            sha256=model_sha256(job.model, detector),
-            config={"model": vars(detector.config)}, classes=detector.classes, thresholds=detector.thresholds,
-            embedder_ids=detector.embedder_ids, metrics=detector.metrics,
-        )
+        model_id = register_detector(workspace, job.model, model_sha256(job.model, detector), detector)
         done: dict[str, RecordingDetection] = {}  # by content: the same audio under two paths is done once
         with recorded(workspace, "detect", {"model_id": model_id, "events": dataclasses.asdict(job.events)}) as run:
             run.summary = lambda: {"recordings": len(done), "events": sum(len(d.events) for d in done.values())}
