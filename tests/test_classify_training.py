@@ -10,7 +10,7 @@ from classify.config import ModelConfig, TrainConfig
 from classify.data import collate, encode, split_by_group
 from classify.detector import Detector
 from classify.metrics import average_precision
-from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
+from homesound_testkit.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
 from classify.training import (
     Predictions,
     calibrate,
