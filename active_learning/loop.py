@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from active_learning.ranking import Pick, RankConfig, RecordingPredictions, rank_windows
+from active_learning.config import RankRequest
+from active_learning.ranking import Pick, RecordingPredictions, rank_windows
 from active_learning.scoring import mc_dropout_probabilities
 from classify.frame_inputs import expected_inputs, pick_input, reads_class_scores, workspace_embedders
 from homesound.errors import HomesoundError
@@ -22,12 +23,6 @@ from homesound.workspace import active_learning as queue
 from homesound.workspace.recordings import iter_embedded_recordings
 
 PREDICTION_CONTEXT_SECONDS = 3.0  # model output kept around each window: covers any clip context
-
-
-@dataclass(frozen=True)
-class RankRequest:
-    rank: RankConfig
-    mc_samples: int = 20  # dropout masks per recording for BALD
 
 
 @dataclass
@@ -134,9 +129,9 @@ def guess_around(probabilities: np.ndarray, hop_seconds: float, pick: Pick, dete
 
 
 def queue_ranking(
-    workspace: Workspace, ranking: Ranking, model_id: str, round_id: int | None = None
+    workspace: Workspace, ranking: Ranking, model_id: int, round_id: int | None = None
 ) -> int:
-    """Queue the picks (one transaction); returns how many were new."""
+    """Queue the picks (one transaction) as ranked by the registered model `model_id`; returns how many were new."""
     windows = [
         queue.QueuedWindow(
             content_sha256=p.recording, recording_path=p.path, start_seconds=p.start_seconds,

@@ -27,46 +27,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from active_learning import AGGREGATES, STRATEGIES
+from active_learning.config import RankConfig
 from homesound.frames import VGGISH_FRAMES
 
 HOP_SECONDS = VGGISH_FRAMES.hop_seconds  # the frame grid all embedders share; callers pass each recording's
 _EPSILON = 1e-12
-
-
-@dataclass(frozen=True)
-class RankConfig:
-    strategy: str = "entropy"
-    top: int = 50
-    window_seconds: float = 5.0
-    aggregate: str = "max"  # a window is as informative as its most uncertain second ("max"), or on average
-    diversity: bool = True  # k-center greedy over window embeddings among the most uncertain candidates
-    diversity_pool: float = 4.0  # how many times `top` of the highest-scoring windows k-center may choose from
-    confident_share: float = 0.0  # share of picks reserved for the most confident detections
-    confident_threshold: float = 0.9
-    # Share the picks equally between classes, each ranked by its own uncertainty: the default, because on
-    # real YAMNet households (benchmarks/al_simulation.py) it reached the rarer class's AP target with the
-    # fewest labels at both event rates, and was within noise of the best on mean AP.
-    per_class: bool = True
-    prefilter_share: float = 1.0  # candidates: this share of windows, per class, most likely under the prior
-    min_window_fraction: float = 0.5  # a recording's last, shorter window counts if at least this long
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        if self.aggregate not in AGGREGATES:
-            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
-        if self.top < 1:
-            raise ValueError("top must be at least 1")
-        if self.window_seconds <= 0:
-            raise ValueError("window_seconds must be positive")
-        if not 0.0 <= self.confident_share <= 1.0:
-            raise ValueError("confident_share must be within [0, 1]")
-        if self.diversity_pool < 1.0:
-            raise ValueError("diversity_pool must be at least 1")
-        if not 0.0 < self.prefilter_share <= 1.0:
-            raise ValueError("prefilter_share must be within (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from active_learning.clips import clip_name, cut_clip
+from active_learning.config import DEFAULT_CLASSES, PushConfig
 from active_learning.spectrogram import write_clip_picture
 from active_learning.label_studio import LabelStudio
 from active_learning.labeling import (
@@ -34,19 +35,6 @@ from homesound.workspace import Workspace
 from homesound.workspace import active_learning as queue
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CLASSES = ("laughter", "crying")
-DEFAULT_PROJECT_TITLE = "homesound: laughter and crying"
-
-
-@dataclass(frozen=True)
-class PushConfig:
-    clip_dir: str
-    project_title: str = DEFAULT_PROJECT_TITLE
-    classes: tuple[str, ...] = DEFAULT_CLASSES
-    context_seconds: float = 1.0  # audio before and after the window, so a person hears how it starts
-    batch_size: int = 20
-
 
 @dataclass
 class PushSummary:
@@ -110,7 +98,7 @@ def push(workspace: Workspace, server: LabelStudio, config: PushConfig, *, progr
                 served = True
             if ready:
                 payloads = [
-                    task_payload(w, server.local_file_url(w.clip_path), w.model_id, config.classes,
+                    task_payload(w, server.local_file_url(w.clip_path), w.model_version, config.classes,
                                  server.local_file_url(picture_path(w.clip_path)))
                     for w in ready
                 ]

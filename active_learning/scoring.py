@@ -9,16 +9,6 @@ import numpy as np
 from homesound.errors import HomesoundError
 
 
-def load_detector(path: str):
-    """The detector in a model file (or `zero-shot`) and a short id for it (name + content hash), for queue and tasks."""
-    from pathlib import Path
-
-    from classify.detector import load_detector as load_any, model_sha256
-
-    detector = load_any(path)
-    return detector, f"{Path(path).stem}@{model_sha256(path, detector)[:12]}"
-
-
 def mc_dropout_probabilities(
     detector, embeddings: Sequence[np.ndarray], embedder_id: str, count: int, seed: int = 0
 ) -> list[np.ndarray]:

@@ -12,26 +12,19 @@ from pathlib import PurePosixPath
 
 from tqdm import tqdm
 
+from audioset_fetch.config import ImportConfig
 from audioset_fetch.features import FeatureRecord, MalformedRecord, UnwantedRecord, read_features, source_size
 from audioset_fetch.ontology import load_class_indices
 from audioset_fetch.segments import SelectedSegment, read_selection, segment_key
 from homesound.workspace import audioset as audioset_store
 from homesound.workspace.core import Workspace
 from homesound.workspace.recordings import register_embedder
-from homesound.workspace.runs import RunStatus, finish_run, start_run
+from homesound.workspace.runs import recorded
 
 MAX_REPORTED_PROBLEMS = 200
 PROGRESS_EVERY = 1000  # records between updates of the progress bar's counts
 # Folder names inside the release: audioset_v1_embeddings/{bal_train,unbal_train,eval}/*.tfrecord
 SHARD_FOLDER_SPLITS = {"bal_train": "train", "unbal_train": "train", "eval": "eval"}
-
-
-@dataclass(frozen=True)
-class ImportConfig:
-    features: str
-    selection: str
-    class_labels: str
-    batch_size: int = 500
 
 
 @dataclass
@@ -73,57 +66,55 @@ def import_features(workspace: Workspace, config: ImportConfig, *, progress: boo
     report.relabeled = audioset_store.use_target_mapping(
         workspace, mapping.id, mapping.to_json(), mapping.names, mapping.multi_hot
     )
-    run_id = start_run(workspace, "audioset import", {
-        **asdict(config), "target_mapping_id": mapping.id, "selection_config": selection.config_json,
-    })
     found: set[tuple[str, int]] = set()
     batch: list[audioset_store.AudioSetSegment] = []
     started = time.perf_counter()
 
-    def flush() -> None:
-        added = audioset_store.save_segments(workspace, batch, mapping.id, run_id)
-        report.added += added
-        report.already_present += len(batch) - added
-        batch.clear()
-
     def wanted(video_id: str, start_seconds: float) -> bool:
         return segment_key(video_id, start_seconds) in selection.segments
 
-    status = "failed"
-    try:
-        with tqdm(total=source_size(config.features), unit="B", unit_scale=True, desc="audioset import",
-                  disable=not progress) as bar:
-            for item in read_features(config.features, bar.update, wanted):
-                report.records += 1
-                if report.records % PROGRESS_EVERY == 0:
-                    bar.set_postfix(records=report.records, kept=len(found), bad=report.malformed, refresh=False)
-                if isinstance(item, MalformedRecord):
-                    report.note_problem(str(item))
-                    continue
-                if isinstance(item, UnwantedRecord):
-                    report.not_selected += 1
-                    continue
-                key = segment_key(item.video_id, item.start_seconds)
-                chosen = selection.segments[key]
-                segment = _segment(item, chosen, class_mids, mapping.multi_hot)
-                if isinstance(segment, str):
-                    report.note_problem(f"{item.shard} record {item.index}: {segment}")
-                    continue
-                found.add(key)
-                batch.append(segment)
-                if len(batch) >= config.batch_size:
-                    flush()
-            bar.set_postfix(records=report.records, kept=len(found), bad=report.malformed)
-        status = "completed"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        flush()  # what was read before a failure is valid: keep it
+    def summary() -> dict:
         report.seconds = time.perf_counter() - started
         report.selected_not_in_release = len(selection.segments) - len(found)
-        summary = {key: value for key, value in asdict(report).items() if key != "problems"}
-        finish_run(workspace, run_id, status, {**summary, "first_problems": report.problems[:20]})
+        counts = {key: value for key, value in asdict(report).items() if key != "problems"}
+        return {**counts, "first_problems": report.problems[:20]}
+
+    run_config = {**asdict(config), "target_mapping_id": mapping.id, "selection_config": selection.config_json}
+    with recorded(workspace, "audioset import", run_config) as run:
+        run.summary = summary
+
+        def flush() -> None:
+            added = audioset_store.save_segments(workspace, batch, mapping.id, run.id)
+            report.added += added
+            report.already_present += len(batch) - added
+            batch.clear()
+
+        try:
+            with tqdm(total=source_size(config.features), unit="B", unit_scale=True, desc="audioset import",
+                      disable=not progress) as bar:
+                for item in read_features(config.features, bar.update, wanted):
+                    report.records += 1
+                    if report.records % PROGRESS_EVERY == 0:
+                        bar.set_postfix(records=report.records, kept=len(found), bad=report.malformed, refresh=False)
+                    if isinstance(item, MalformedRecord):
+                        report.note_problem(str(item))
+                        continue
+                    if isinstance(item, UnwantedRecord):
+                        report.not_selected += 1
+                        continue
+                    key = segment_key(item.video_id, item.start_seconds)
+                    chosen = selection.segments[key]
+                    segment = _segment(item, chosen, class_mids, mapping.multi_hot)
+                    if isinstance(segment, str):
+                        report.note_problem(f"{item.shard} record {item.index}: {segment}")
+                        continue
+                    found.add(key)
+                    batch.append(segment)
+                    if len(batch) >= config.batch_size:
+                        flush()
+                bar.set_postfix(records=report.records, kept=len(found), bad=report.malformed)
+        finally:
+            flush()  # what was read before a failure or an interruption is valid: keep it
     return report
 
 

@@ -1,4 +1,6 @@
-"""Train and evaluate on a workspace: the library functions behind `homesound train` / `evaluate`.
+"""Jobs on a workspace: train, calibrate the zero-shot detector, evaluate, import labels (the library
+functions behind `homesound train`, `train --zero-shot`, `evaluate` and `labels import`; detection is in
+classify.detect_jobs).
 
 Each job takes one frozen configuration, reads the workspace, records a run, and returns what it
 made as data (the detector, its file, the report, warnings), so the command line only parses and
@@ -14,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from classify.config import EventSettings, ModelConfig, TrainConfig
+from classify.labels_import import ImportConfig, LabelImport, import_labels, origin_of, read_source
+from embed.discover import DEFAULT_EXTENSIONS
+from homesound.config_defaults import default_of
 from homesound.errors import HomesoundError
 from homesound.sequences import LabeledSequence
+from homesound.workspace.runs import recorded
 
 # Held-out metrics below these sizes describe a recording or two, not the detector.
 MIN_HELD_OUT_RECORDINGS = 5
@@ -75,7 +81,6 @@ def train_on_workspace(job: TrainJob) -> TrainResult:
     from homesound.workspace import Workspace
     from homesound.workspace.classify import register_model
     from homesound.workspace.recordings import embedder_provenance, frame_spec
-    from homesound.workspace.runs import RunStatus, finish_run, start_run
 
     out = Path(job.out)
     with Workspace(job.workspace, create=False) as workspace:
@@ -91,12 +96,10 @@ def train_on_workspace(job: TrainJob) -> TrainResult:
         provenance = {e: embedder_provenance(workspace, e) for e in trained_on}
         frames = _one_frame_spec({e: frame_spec(workspace, e) for e in provenance})
         accepted = _accepted_embedders(workspace, job, trained_on)
-        run_id = start_run(workspace, "train", {"model": dataclasses.asdict(job.model),
-                                                "training": dataclasses.asdict(job.training),
-                                                "embedder": job.embedder, "mix_embedders": job.mix_embedders,
-                                                "accept_embedder": job.accept_embedder,
-                                                "official_pca": job.official_pca, "out": str(out)})
-        try:
+        config = {"model": dataclasses.asdict(job.model), "training": dataclasses.asdict(job.training),
+                  "embedder": job.embedder, "mix_embedders": job.mix_embedders,
+                  "accept_embedder": job.accept_embedder, "official_pca": job.official_pca, "out": str(out)}
+        with recorded(workspace, "train", config) as run:
             detector = train_detector(
                 sequences, job.model, job.training, classes=job.classes or None,
                 allow_mixed_embedders=job.mix_embedders or bool(accepted), embedder_provenance=provenance,
@@ -109,7 +112,7 @@ def train_on_workspace(job: TrainJob) -> TrainResult:
                         e: {**(embedder_provenance(workspace, e) or {}), "acceptance": evidence}
                         for e, evidence in accepted.items()}},
                 )
-            detector.metrics["run_id"] = run_id
+            detector.metrics["run_id"] = run.id
             digest = detector.save(out)
             curves = training_curves(detector.history, detector.metrics["best_epoch"],
                                      out.with_name(out.stem + "_training_curves.png"))
@@ -117,15 +120,62 @@ def train_on_workspace(job: TrainJob) -> TrainResult:
                 workspace, path=str(out.resolve()), sha256=digest,
                 config={"model": dataclasses.asdict(detector.config), "training": dataclasses.asdict(job.training)},
                 classes=detector.classes, thresholds=detector.thresholds, embedder_ids=detector.embedder_ids,
-                metrics=detector.metrics, run_id=run_id,
+                metrics=detector.metrics, run_id=run.id,
             )
-        except BaseException as error:
-            finish_run(workspace, run_id, RunStatus.FAILED, {"error": str(error)})
-            raise
-        finish_run(workspace, run_id, RunStatus.COMPLETED, {"model_id": model_id, "sha256": digest,
-                                              "validation_mean_ap": detector.metrics["validation_mean_average_precision"],
-                                              "accepted_embedders": accepted})
-    return TrainResult(detector, out, digest, model_id, run_id, curves, accepted)
+            run.summary = {"model_id": model_id, "sha256": digest,
+                           "validation_mean_ap": detector.metrics["validation_mean_average_precision"],
+                           "accepted_embedders": accepted}
+    return TrainResult(detector, out, digest, model_id, run.id, curves, accepted)
+
+
+@dataclass(frozen=True)
+class ZeroShotTrainJob:
+    """`homesound train --zero-shot`: no training, YAMNet's own class scores with thresholds calibrated on the
+    workspace's labeled windows."""
+
+    workspace: str
+    out: str  # the zero-shot detector file (JSON)
+    target_fpr: float | None = None  # share of negative windows that may fire; None: calibration.DEFAULT_TARGET_FPR
+    train_splits: tuple[str, ...] = default_of(TrainConfig, "train_splits")
+    embedder: str | None = None  # only sequences of this embedder id
+
+
+@dataclass(frozen=True)
+class ZeroShotTrainResult:
+    detector: Any  # classify.zero_shot.ZeroShotDetector, with threshold_details and metrics["calibration"]
+    path: Path
+    sha256: str
+    model_id: int
+    run_id: int
+
+
+def calibrate_zero_shot_on_workspace(job: ZeroShotTrainJob) -> ZeroShotTrainResult:
+    """Calibrate the built-in zero-shot detector's thresholds on the labeled windows of the training splits,
+    save it, and register model and run in the workspace."""
+    from classify.calibration import DEFAULT_TARGET_FPR, calibrate_zero_shot
+    from classify.zero_shot import ZeroShotDetector
+    from homesound.workspace import Workspace
+    from homesound.workspace.classify import register_model
+    from homesound.workspace.training_data import iter_labeled_sequences
+
+    target_fpr = DEFAULT_TARGET_FPR if job.target_fpr is None else job.target_fpr
+    if not 0.0 <= target_fpr < 1.0:
+        raise HomesoundError(f"--target-fpr {target_fpr}: give a rate in [0, 1), e.g. 0.02")
+    with Workspace(job.workspace, create=False) as workspace:
+        sequences = [s for s in iter_labeled_sequences(workspace)
+                     if s.split in job.train_splits and s.class_scores is not None
+                     and (job.embedder is None or s.embedder_id == job.embedder)]
+        config = {"zero_shot": True, "target_fpr": target_fpr, "train_splits": list(job.train_splits), "out": job.out}
+        with recorded(workspace, "train", config) as run:
+            detector = calibrate_zero_shot(ZeroShotDetector.builtin(), sequences, target_fpr)
+            detector.metrics["run_id"] = run.id
+            digest = detector.save(job.out)
+            model_id = register_model(
+                workspace, path=str(Path(job.out).resolve()), sha256=digest, config=detector.to_dict()["config"],
+                classes=detector.classes, thresholds=detector.thresholds, embedder_ids=detector.calibrated_on,
+                metrics=detector.metrics, run_id=run.id)
+            run.summary = {"model_id": model_id, "sha256": digest, "thresholds": detector.thresholds}
+    return ZeroShotTrainResult(detector, Path(job.out), digest, model_id, run.id)
 
 
 def _accepted_embedders(workspace, job: TrainJob, trained_on: tuple[str, ...]) -> dict[str, dict]:
@@ -164,7 +214,6 @@ def evaluate_on_workspace(job: EvaluateJob) -> EvaluateResult:
     from classify.evaluation import evaluate_detector, write_report
     from classify.frame_inputs import expected_inputs, readable_sequence
     from homesound.workspace import Workspace
-    from homesound.workspace.runs import RunStatus, finish_run, start_run
     from homesound.workspace.training_data import iter_labeled_sequences
 
     detector = load_detector(job.model)
@@ -182,19 +231,14 @@ def evaluate_on_workspace(job: EvaluateJob) -> EvaluateResult:
             )
         config = {"model": str(job.model), "split": job.split or "held-out", "events": dataclasses.asdict(job.events),
                   "report": str(job.report)}
-        run_id = start_run(workspace, "evaluate", config)
-        try:
+        with recorded(workspace, "evaluate", config) as run:
             evaluation = evaluate_detector(detector, sequences, job.events)
             warnings = held_out_warnings(evaluation.report)
             written = write_report(evaluation, job.report, extra={
-                **config, "run_id": run_id, "skipped_other_embedders": skipped, "warnings": list(warnings)})
-        except BaseException as error:
-            finish_run(workspace, run_id, RunStatus.FAILED, {"error": str(error)})
-            raise
-        finish_run(workspace, run_id, RunStatus.COMPLETED, {"mean_average_precision": evaluation.report["mean_average_precision"],
-                                              "sequences": evaluation.report["sequences"],
-                                              "warnings": list(warnings)})
-    return EvaluateResult(evaluation.report, written, skipped, run_id, warnings)
+                **config, "run_id": run.id, "skipped_other_embedders": skipped, "warnings": list(warnings)})
+            run.summary = {"mean_average_precision": evaluation.report["mean_average_precision"],
+                           "sequences": evaluation.report["sequences"], "warnings": list(warnings)}
+    return EvaluateResult(evaluation.report, written, skipped, run.id, warnings)
 
 
 def held_out_warnings(
@@ -224,3 +268,35 @@ def _one_frame_spec(specs: Mapping[str, Any]):
         raise HomesoundError(f"the labeled data is embedded by {' and '.join(models)} ({', '.join(models.values())}); "
                              "their embeddings do not mix: choose one with --embedder ID")
     return next(iter(specs.values()))
+
+
+@dataclass(frozen=True)
+class LabelsImportJob:
+    """`homesound labels import`: a folder of class folders or a labels CSV -> training labels."""
+
+    workspace: str
+    source: str  # a folder of class folders, or labels.csv
+    config: ImportConfig = field(default_factory=ImportConfig)
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS  # folder tree: audio file extensions
+
+
+def import_labels_to_workspace(job: LabelsImportJob) -> LabelImport:
+    """Read the source and store its labels for the recordings the workspace has embedded (replacing what the
+    same source imported before); rows it cannot use come back as problems and the rest is imported."""
+    from homesound.workspace import Workspace
+
+    if not Path(job.workspace).is_file():
+        raise HomesoundError(f"no workspace at {job.workspace}; embed your recordings first "
+                             f"(homesound embed FOLDER --workspace {job.workspace})")
+    config = job.config
+    rows, problems = read_source(job.source, config, job.extensions)
+    origin = origin_of(job.source)
+    with Workspace(job.workspace, create=False) as workspace:
+        with recorded(workspace, "labels import", {"source": origin, **dataclasses.asdict(config)}) as run:
+            result = import_labels(workspace, rows, origin, config, problems)
+            counts = result.counts
+            run.summary = {
+                "rows": result.rows, "imported_rows": result.imported_rows, "recordings": result.recordings,
+                "clip_labels": counts.clip_labels, "strong_labels": counts.strong_labels, "groups": counts.groups,
+                "new": counts.new, "problems": len(result.problems)}
+    return result

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from pathlib import Path
 
+from classify.labels_import import ImportConfig
+from homesound.config_defaults import default_of
 from homesound.errors import HomesoundError
 
 
@@ -25,8 +25,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                     "is imported. Importing the same source again replaces what it imported before (no duplicates).")
     imports.add_argument("source", metavar="SOURCE", help="a folder of class folders, or labels.csv")
     imports.add_argument("--workspace", required=True, metavar="home.db")
-    imports.add_argument("--classes", default="crying,laughter",
-                         help="comma-separated class names (default crying,laughter); other labels are negatives")
+    classes = ",".join(default_of(ImportConfig, "classes"))
+    imports.add_argument("--classes", default=classes,
+                         help=f"comma-separated class names (default {classes}); other labels are negatives")
     imports.add_argument("--group-column", metavar="NAME",
                          help="CSV column naming each file's source recording (default: group, else source)")
     imports.add_argument("--group-by-folder", action="store_true",
@@ -37,33 +38,17 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from classify.labels_import import ImportConfig, import_labels, origin_of, read_source
+    from classify.jobs import LabelsImportJob, import_labels_to_workspace
     from embed.discover import parse_extensions
-    from homesound.workspace import Workspace
-    from homesound.workspace.runs import RunStatus, finish_run, start_run
 
-    if not Path(args.workspace).is_file():
-        raise HomesoundError(f"no workspace at {args.workspace}; embed your recordings first "
-                             f"(homesound embed FOLDER --workspace {args.workspace})")
     try:
         config = ImportConfig(classes=tuple(c.strip() for c in args.classes.split(",") if c.strip()),
                               group_column=args.group_column, group_by_folder=args.group_by_folder)
     except ValueError as error:
         raise HomesoundError(f"--classes: {error}") from error
-    rows, problems = read_source(args.source, config, parse_extensions(args.extensions))
-    origin = origin_of(args.source)
-    with Workspace(args.workspace, create=False) as workspace:
-        run_id = start_run(workspace, "labels import", {"source": origin, **dataclasses.asdict(config)})
-        try:
-            result = import_labels(workspace, rows, origin, config, problems)
-        except BaseException as error:
-            finish_run(workspace, run_id, RunStatus.FAILED, {"error": str(error)})
-            raise
-        counts = result.counts
-        finish_run(workspace, run_id, RunStatus.COMPLETED, {
-            "rows": result.rows, "imported_rows": result.imported_rows, "recordings": result.recordings,
-            "clip_labels": counts.clip_labels, "strong_labels": counts.strong_labels, "groups": counts.groups,
-            "new": counts.new, "problems": len(result.problems)})
+    result = import_labels_to_workspace(LabelsImportJob(workspace=args.workspace, source=args.source, config=config,
+                                                        extensions=parse_extensions(args.extensions)))
+    counts = result.counts
     for problem in result.problems:
         print(f"homesound labels import: {problem}", file=sys.stderr)
     print(f"{result.imported_rows} of {result.rows} rows imported from {args.source}: {result.recordings} recordings, "

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
@@ -34,7 +34,7 @@ from embed.discover import Discovery, FoundFile, discover
 from embed.embedder import (
     ChunkFrames, Embedder, EmbedderConfig, build_embedder, embedder_identity, frames_of, locate_embedder,
 )
-from embed.pipeline import join_frames
+from embed.pipeline import join_frames, put_until_stopped
 from embed.vggish import takes_examples
 from homesound.errors import HomesoundError
 from homesound.hashing import file_sha256
@@ -63,12 +63,17 @@ class ArchiveJobConfig:
     inputs: tuple[str, ...]
     extensions: tuple[str, ...]
     embedder: EmbedderConfig
-    workers: int = 1
+    workers: int | None = None  # decoding processes on this machine (None: default_workers(); not with a cluster)
     files_per_worker: int = 4  # files a worker interleaves, so a long one does not block the rest
     files_in_flight: int = 48  # files handed to workers at once; enough short clips to fill batches
     keep_raw: bool = False  # also store float32 raw embeddings (4x the space)
     retry_failed: bool = False  # try again files that failed before although unchanged
     cluster: ClusterConfig | None = None  # run decoding and the network on a Ray cluster (embed/ray_cluster.py)
+
+    def __post_init__(self) -> None:
+        if self.cluster is not None and self.workers is not None:
+            raise HomesoundError("--workers sets decoding processes on this machine; with --ray the cluster decodes "
+                                 "(one task per CPU that `ray start --num-cpus` gives each node)")
 
 
 @dataclass
@@ -140,8 +145,14 @@ def plan_work(files: list[FoundFile], known: dict[str, recordings.FileState], re
 
 
 def run_archive_job(workspace_path: str, config: ArchiveJobConfig, *, progress: bool | None = None) -> JobSummary:
-    """The whole job; raises HomesoundError for what the user must fix before it can start."""
+    """The whole job; raises HomesoundError for what the user must fix before it can start.
+
+    The run is recorded through `runs.recorded`: completed, completed_with_failures when some file or
+    folder could not be used, failed with the error, or interrupted (Ctrl-C, a stop signal; a run killed
+    outright is marked interrupted by the next job, which holds the lock)."""
     started = time.perf_counter()
+    if config.cluster is None and config.workers is None:
+        config = replace(config, workers=default_workers())
     with JobLock(workspace_path, COMMAND), Workspace(workspace_path) as workspace:
         runs.mark_interrupted(workspace, COMMAND)
         located = locate_embedder(config.embedder)
@@ -149,21 +160,21 @@ def run_archive_job(workspace_path: str, config: ArchiveJobConfig, *, progress: 
         found = discover(config.inputs, config.extensions)
         plan = plan_work(found.files, recordings.file_states(workspace, embedder_id), config.retry_failed)
         run_config = {**asdict(config), "embedder_id": embedder_id, "embedder_source_kind": located.kind}
-        run_id = runs.start_run(workspace, COMMAND, run_config)
-        summary = JobSummary(run_id, embedder_id, found=len(found.files), unchanged=plan.unchanged,
-                             failed_before=plan.failed_before, skipped_by_extension=found.skipped_by_extension)
-        try:
-            _record_problems(workspace, found, run_id, summary)
+        with runs.recorded(workspace, COMMAND, run_config) as run:
+            summary = JobSummary(run.id, embedder_id, found=len(found.files), unchanged=plan.unchanged,
+                                 failed_before=plan.failed_before, skipped_by_extension=found.skipped_by_extension)
+
+            def elapsed_summary() -> dict:
+                summary.elapsed_seconds = time.perf_counter() - started
+                return summary.as_dict()
+
+            run.summary = elapsed_summary
+            _record_problems(workspace, found, run.id, summary)
             if plan.todo:
                 with _engine(config)(workspace, config, plan.todo, summary, located, progress) as job:
                     job.run()
-        except BaseException:
-            summary.elapsed_seconds = time.perf_counter() - started
-            runs.finish_run(workspace, run_id, runs.RunStatus.INTERRUPTED, summary.as_dict())
-            raise
-        summary.elapsed_seconds = time.perf_counter() - started
-        runs.finish_run(workspace, run_id, runs.RunStatus.COMPLETED if summary.exit_status == 0 else runs.RunStatus.COMPLETED_WITH_FAILURES,
-                        summary.as_dict())
+            if summary.exit_status != 0:
+                run.status = runs.RunStatus.COMPLETED_WITH_FAILURES
         return summary
 
 
@@ -303,18 +314,9 @@ class _ArchiveEmbedding:
 
     def _hash_all(self) -> None:
         for found in self.todo:
-            if not self._offer((found, *content_sha256(found.path))):
+            if not put_until_stopped(self.hashed, (found, *content_sha256(found.path)), self.stop):
                 return
-        self._offer(_HASHING_DONE)
-
-    def _offer(self, item: object) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.hashed.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+        put_until_stopped(self.hashed, _HASHING_DONE, self.stop)
 
     def _dispatch(self) -> None:
         while (not self.hashing_done and len(self.contents) < self.config.files_in_flight

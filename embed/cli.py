@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from pathlib import Path
 
 from embed.discover import DEFAULT_EXTENSIONS
 from embed.options import add_embedder_options, embedder_config_from_args, positive_int
-from homesound.errors import AudioDecodeError, HomesoundError
+from homesound.errors import HomesoundError
+
 
 def register(subcommands: argparse._SubParsersAction) -> None:
     embed = subcommands.add_parser(
@@ -72,23 +71,20 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_embed_archive(args: argparse.Namespace) -> int:
-    from embed.archive import ArchiveJobConfig, default_workers, run_archive_job
+    from embed.archive import ArchiveJobConfig
     from embed.discover import parse_extensions
+    from embed.jobs import embed_archive
 
-    missing = [name for name in args.inputs if not os.path.lexists(name)]
-    if missing:
-        raise HomesoundError(f"no such file or folder: {', '.join(missing)}")
-    cluster = _cluster_config(args)
     config = ArchiveJobConfig(
-        inputs=tuple(os.path.abspath(name) for name in args.inputs),
+        inputs=tuple(args.inputs),
         extensions=parse_extensions(args.extensions),
         embedder=embedder_config_from_args(args),
-        workers=args.workers or default_workers(),
+        workers=args.workers,
         keep_raw=args.keep_raw,
         retry_failed=args.retry_failed,
-        cluster=cluster,
+        cluster=_cluster_config(args),
     )
-    summary = run_archive_job(args.workspace, config, progress=False if args.no_progress else None)
+    summary = embed_archive(args.workspace, config, progress=False if args.no_progress else None)
     print(summary.report())
     return summary.exit_status
 
@@ -99,82 +95,44 @@ def _cluster_config(args: argparse.Namespace):
         return None
     from embed.ray_cluster import ClusterConfig
 
-    if os.sep in args.ray and os.path.exists(args.ray):
+    if os.sep in args.ray and os.path.exists(args.ray):  # `--ray PATH...`: the optional value took a path
         raise HomesoundError(f"--ray took {args.ray} as the cluster's address; put --ray after the paths, "
                              "or write --ray auto")
-    if args.workers is not None:
-        raise HomesoundError("--workers sets decoding processes on this machine; with --ray the cluster decodes "
-                             "(one task per CPU that `ray start --num-cpus` gives each node)")
     return ClusterConfig(address=args.ray, actors_per_node=args.ray_actors_per_node)
 
 
 def run_embed_files(args: argparse.Namespace) -> int:
-    import numpy as np
+    from embed.jobs import EmbedFilesConfig, EmbeddedFile, FileFailure, embed_files
 
-    from embed.embedder import load_embedder
-    from embed.pipeline import embed_file
+    config = EmbedFilesConfig(inputs=tuple(args.inputs), embedder=embedder_config_from_args(args),
+                              out=args.out, out_dir=args.out_dir)
 
-    from homesound.output_files import atomic_output, check_output_file, prepare_folder
+    def report(done: EmbeddedFile | FileFailure) -> None:
+        if not isinstance(done, EmbeddedFile):
+            print(f"homesound embed: skipped {done.reason}", file=sys.stderr)
+            return
+        note = "" if done.embeddings else f" (one embedding needs at least {done.window_seconds:.3f} s of audio: none)"
+        print(f"{done.source}: {done.embeddings} embeddings, {done.seconds:.2f} s -> {done.target}{note}")
 
-    inputs = [Path(name) for name in args.inputs]
-    if args.out and len(inputs) > 1:
-        raise HomesoundError(f"{len(inputs)} input files but one --out file; use --out-dir DIR")
-    if args.out_dir:
-        prepare_folder(args.out_dir, "--out-dir")
-    targets = [check_output_file(args.out, "--out")] if args.out else _output_names(inputs, Path(args.out_dir))
-    embedder = load_embedder(config=embedder_config_from_args(args))
-    shortest = embedder.frames.window_seconds
-    failures = 0
-    for source, target in zip(inputs, targets):
-        try:
-            result = embed_file(source, embedder)
-        except AudioDecodeError as error:
-            failures += 1
-            print(f"homesound embed: skipped {error}", file=sys.stderr)
-            continue
-        scores = {} if result.class_scores is None else {
-            "class_scores": result.class_scores, "class_names": np.array(result.class_names)}
-        with atomic_output(target, suffix=".part.npz", what="embeddings") as partial:
-            np.savez(partial, embedding=result.embedding, raw_embedding=result.raw_embedding,
-                     start_seconds=result.start_seconds, embedder_id=np.array(result.embedder_id),
-                     provenance=np.array(json.dumps(result.provenance, sort_keys=True)),
-                     frames=np.array(json.dumps(embedder.frames.to_dict(), sort_keys=True)),
-                     audio=np.array(json.dumps(result.audio, sort_keys=True)), **scores)
-        note = "" if len(result) else f" (one embedding needs at least {shortest:.3f} s of audio: none)"
-        print(f"{source}: {len(result)} embeddings, {result.audio['seconds']:.2f} s -> {target}{note}")
-    return 1 if failures else 0
-
-
-def _output_names(inputs: list[Path], directory: Path) -> list[Path]:
-    names: dict[str, int] = {}
-    targets = []
-    for source in inputs:
-        stem = source.stem
-        names[stem] = names.get(stem, 0) + 1
-        suffix = "" if names[stem] == 1 else f"-{names[stem]}"
-        targets.append(directory / f"{stem}{suffix}.npz")
-    return targets
+    return embed_files(config, on_file=report).exit_status
 
 
 def run_random_weights(args: argparse.Namespace) -> int:
-    from embed.random_weights import write_random_vggish
+    from embed.jobs import RandomWeightsConfig, random_vggish_weights
 
-    from embed.random_weights import existing_random_vggish
-
-    files = None if args.force else existing_random_vggish(args.out, seed=args.seed)
-    if files is not None:
+    result = random_vggish_weights(RandomWeightsConfig(out=args.out, seed=args.seed, force=args.force))
+    if not result.written:
         print(f"RANDOM VGGish weights (seed {args.seed}) are already in {args.out}: kept (--force writes them again)")
         return 0
-    files = write_random_vggish(args.out, seed=args.seed)
+    files = result.files
     print("RANDOM VGGish weights (for offline tests and demos; the embeddings mean nothing):")
     print(f"  checkpoint  {files.checkpoint}\n  pca         {files.pca}\n  savedmodel  {files.savedmodel}")
     return 0
 
 
 def run_export_savedmodel(args: argparse.Namespace) -> int:
-    from embed.network import CheckpointWeights
-    from embed.savedmodel import export_hub_savedmodel
+    from embed.jobs import ExportSavedModelConfig, export_savedmodel
 
-    export_hub_savedmodel(CheckpointWeights(args.checkpoint), args.out)
+    export_savedmodel(ExportSavedModelConfig(checkpoint=args.checkpoint, out=args.out))
     print(f"SavedModel with the TF Hub signature (16 kHz waveform -> [N, 128]) written to {args.out}")
     return 0

@@ -29,6 +29,7 @@ from active_learning.round_trip import (
 )
 from homesound.workspace import Workspace
 from homesound.workspace import active_learning as queue
+from homesound.workspace.classify import register_model
 from homesound.workspace.training_data import strong_label_summary
 from tests import label_studio_server
 from tests.active_learning_support import household_recording
@@ -61,7 +62,7 @@ def model_guess(start: float, end: float) -> dict:
             "probabilities": probabilities.tolist(), "thresholds": {"laughter": 0.5, "crying": 0.5}}
 
 
-def queue_windows(workspace, recording, starts, *, title_model="detector-v1"):
+def queue_windows(workspace, recording, starts, *, model_file="detector-v1.pt"):
     path, sha = recording
     windows = [
         queue.QueuedWindow(
@@ -71,7 +72,9 @@ def queue_windows(workspace, recording, starts, *, title_model="detector-v1"):
         )
         for i, s in enumerate(starts)
     ]
-    queue.queue_windows(workspace, windows, model_id=title_model)
+    model_id = register_model(workspace, path=model_file, sha256="d" * 64, config={}, classes=CLASSES, thresholds={},
+                              embedder_ids=())
+    queue.queue_windows(workspace, windows, model_id=model_id)
     return windows
 
 
@@ -92,7 +95,7 @@ def test_push_creates_one_task_per_window_with_the_models_guess_and_a_playable_c
         row = rows[task["data"][WINDOW_KEY_FIELD]]
         assert (row.status, row.task_id) == (queue.PUSHED, task["id"])
         (prediction,) = task["predictions"]
-        assert prediction["model_version"] == "detector-v1" and prediction["score"] == pytest.approx(row.score, abs=1e-3)
+        assert prediction["model_version"] == "detector-v1@" + "d" * 12 and prediction["score"] == pytest.approx(row.score, abs=1e-3)
         assert {r["value"]["labels"][0] for r in prediction["result"]} == {"crying"}
     # The clip plays from the server: the window plus 1 s of context (only after, at the start).
     first = rows[windows[0].key]
@@ -186,7 +189,7 @@ def test_server_killed_mid_push_then_restarted_finishes_without_duplicates(label
     workspace_path = tmp_path / "home.db"
     with Workspace(workspace_path) as workspace:
         # 26 overlapping windows, each pushed in its own request: slow enough to be cut mid-way.
-        queue_windows(workspace, recording, range(26), title_model="m")
+        queue_windows(workspace, recording, range(26), model_file="m.pt")
         total = len(queue.queued_windows(workspace))
     environment = {
         **os.environ, "LABEL_STUDIO_URL": label_studio.url,

@@ -20,6 +20,7 @@ from active_learning.labeling import (
 )
 from homesound.workspace import Workspace
 from homesound.workspace import active_learning as al
+from homesound.workspace.classify import register_model
 from homesound.workspace.training_data import strong_label_summary
 
 CLASSES = ("laughter", "crying")
@@ -41,19 +42,27 @@ def workspace(tmp_path):
         yield ws
 
 
+def a_model(workspace) -> int:
+    """A registered model (the queue refers to the model that ranked a window by its models row)."""
+    return register_model(workspace, path="/models/m1.pt", sha256="c" * 64, config={}, classes=CLASSES,
+                          thresholds={}, embedder_ids=())
+
+
 def test_queue_is_idempotent_and_spans_are_taken(workspace):
-    assert al.queue_windows(workspace, [queued(10, 15), queued(20, 25)], model_id="m1") == 2
-    assert al.queue_windows(workspace, [queued(10, 15), queued(30, 35)], model_id="m1") == 1
+    model = a_model(workspace)
+    assert al.queue_windows(workspace, [queued(10, 15), queued(20, 25)], model_id=model) == 2
+    assert al.queue_windows(workspace, [queued(10, 15), queued(30, 35)], model_id=model) == 1
     assert sorted(al.taken_spans(workspace)[SHA]) == [(10, 15), (20, 25), (30, 35)]
     key = queued(10, 15).key
     al.mark_pushed(workspace, 7, [(key, 101)])
     al.mark_pushed(workspace, 7, [(key, 999)])  # only a ranked window becomes pushed: no second task id
     row = next(w for w in al.queued_windows(workspace) if w.key == key)
     assert (row.status, row.project_id, row.task_id) == (al.PUSHED, 7, 101)
+    assert (row.model_id, row.model_version) == (model, "m1@" + "c" * 12)
 
 
 def test_saving_an_edited_annotation_replaces_it(workspace):
-    al.queue_windows(workspace, [queued(10, 15)], model_id="m1")
+    al.queue_windows(workspace, [queued(10, 15)], model_id=a_model(workspace))
     first = al.Annotation(
         window_key=queued(10, 15).key, content_sha256=SHA, span_start_seconds=9.0, span_end_seconds=16.0,
         regions=(al.Region("crying", 11.0, 13.5),), classes=CLASSES, none_of_these=False, project_id=7,
@@ -99,7 +108,7 @@ def test_prediction_regions_follow_the_model_in_clip_time():
 def test_a_task_round_trips_to_an_annotation_in_recording_time():
     window = al.QueueRow(
         key=queued(10, 15).key, content_sha256=SHA, recording_path="/home/kitchen.flac", start_seconds=10,
-        end_seconds=15, rank=1, strategy="entropy", score=1.2, reason="r", model_id="m1", round_id=None,
+        end_seconds=15, rank=1, strategy="entropy", score=1.2, reason="r", model_id=1, round_id=None,
         predictions=None, status=al.PUSHED, clip_path="/clips/x.wav", clip_start_seconds=9.0,
         clip_end_seconds=16.0, project_id=7, task_id=101,
     )
@@ -184,7 +193,7 @@ def test_clips_are_cut_with_context_from_any_format_embed_reads(tmp_path, suffix
     assert cut_clip(recording, 15.0, 20.0, 1.0, tmp_path / "tail.wav") == pytest.approx((14.0, 20.0), abs=0.05)
     with pytest.raises(AudioDecodeError, match="beyond the recording's end"):
         cut_clip(recording, 30.0, 35.0, 1.0, tmp_path / "late.wav")
-    assert not list(tmp_path.glob("*.partial"))
+    assert not list(tmp_path.glob("*.part*"))
 
 
 def test_the_clip_picture_shows_where_the_sound_is_and_the_models_guess(tmp_path):
@@ -203,4 +212,4 @@ def test_the_clip_picture_shows_where_the_sound_is_and_the_models_guess(tmp_path
     guess = {"classes": list(CLASSES), "hop_seconds": 0.96, "start_seconds": 9.0,
              "probabilities": [[0.1, 0.7]] * 7, "thresholds": {"laughter": 0.5, "crying": 0.5}}
     picture = write_clip_picture(clip, tmp_path / "clip.png", 9.0, (10.0, 15.0), guess)
-    assert picture.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob("*.partial*"))
+    assert picture.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob("*.part*"))

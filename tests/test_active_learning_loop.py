@@ -131,9 +131,9 @@ def test_rounds_pull_train_rank_and_push_with_history(household, label_studio, t
         windows = queue.queued_windows(ws)
         rounds = queue.list_rounds(ws)
         labeled = {row["target"]: row for row in strong_label_summary(ws)}
-    assert [r["status"] for r in rounds] == ["finished", "finished"]
+    assert [r["status"] for r in rounds] == ["completed", "completed"]
     assert rounds[0]["labels_added"] == 0 and rounds[1]["labels_added"] == 8
-    assert rounds[1]["model_id"].startswith("round-002@")
+    assert rounds[1]["model"].startswith("round-002@")
     assert rounds[1]["metrics"] is not None and rounds[1]["summary"]["pushed"] == 8
     assert sum(w.status == "labeled" for w in windows) == 8 and sum(w.status == "pushed" for w in windows) == 8
     assert {w.round_id for w in windows} == {1, 2}

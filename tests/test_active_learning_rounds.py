@@ -13,7 +13,9 @@ from classify.jobs import held_out_warnings
 from homesound.cli import main
 from homesound.workspace import Workspace
 from homesound.workspace import active_learning as queue
+from homesound.workspace.classify import get_model
 from homesound.workspace.recordings import list_recordings
+from homesound.workspace.runs import list_runs
 from homesound.workspace.training_data import StrongLabel, split_of_recording, upsert_strong_labels
 from tests.active_learning_support import household_recording
 
@@ -73,8 +75,11 @@ def test_rounds_start_from_recordings_alone_and_warn_while_held_out_labels_are_f
         first = queue.queued_windows(ws)
         (round_one,) = queue.list_rounds(ws)
     assert len(first) == 6 and {w.status for w in first} == {"pushed"}
-    assert round_one["status"] == "finished" and round_one["summary"]["model_source"] == "zero-shot"
-    assert round_one["model_id"].startswith("zero-shot@")
+    assert round_one["status"] == "completed" and round_one["summary"]["model_source"] == "zero-shot"
+    assert round_one["model"].startswith("zero-shot@")
+    with Workspace(workspace) as ws:  # the round is a run like any other, and its model a registered one
+        (run,) = [r for r in list_runs(ws, "round") if r["id"] == round_one["run_id"]]
+        assert run["status"] == "completed" and get_model(ws, round_one["model_id"])["path"] == "zero-shot"
     found = [w for w in first if _overlaps(w, spans_of[w.content_sha256], "crying")]
     assert found, "the zero-shot detector's picks include the cries"
     server = LabelStudio(LabelStudioSettings(label_studio_env.url, label_studio_env.credentials.legacy_token,
@@ -114,7 +119,7 @@ def test_rank_needs_no_model_on_a_yamnet_archive(archive, tmp_path, capsys):
     assert "4 windows from 6 recordings" in printed and "4 queued" in printed
     with Workspace(workspace) as ws:
         picks = queue.queued_windows(ws)
-    assert all("likeliest windows" in pick.reason and pick.model_id.startswith("zero-shot@") for pick in picks)
+    assert all("likeliest windows" in pick.reason and pick.model_version.startswith("zero-shot@") for pick in picks)
     assert {"about crying", "about laughter"} <= {" ".join(pick.reason.split()[1:3]) for pick in picks}  # shares
     assert any(_overlaps(pick, spans_of[pick.content_sha256], "crying") for pick in picks)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ from homesound.workspace import Workspace
 from homesound.workspace.audioset import EMBEDDER_ID, audioset_sequences, segment_counts
 from homesound.workspace.recordings import embedder_provenance
 from homesound.workspace.runs import list_runs
-from tests.audioset_support import (
+from homesound_testkit.audioset import (
     embedding_for,
     good_record,
     sequence_example,
@@ -147,12 +149,39 @@ def test_a_broken_archive_keeps_what_was_imported_and_a_rerun_completes_it(relea
     with Workspace(workspace_path) as workspace:
         kept = {(s.group, round(s.start_seconds, 3)) for s in audioset_sequences(workspace)}
         assert expected["train"] <= kept and kept < expected["train"] | expected["eval"]
-        assert list_runs(workspace, "audioset import")[-1]["status"] == "failed"
+        failed = list_runs(workspace, "audioset import")[-1]
+        assert failed["status"] == "failed" and "download" in json.loads(failed["summary_json"])["error"]
     cut.write_bytes(data)
     assert import_command(cut, selection_path, workspace_path, metadata) == 0
     with Workspace(workspace_path) as workspace:
         sequences = list(audioset_sequences(workspace))
         assert len(sequences) == len({s.key for s in sequences}) == 65
+
+
+def test_ctrl_c_keeps_the_batches_read_and_marks_the_run_interrupted(release, selection_path, metadata, tmp_path,
+                                                                    monkeypatch):
+    import audioset_fetch.importer as importer
+
+    archive, _, _, _, _ = release
+    real_read_features = importer.read_features
+
+    def stopped_after_20_records(*args, **kwargs):
+        for number, item in enumerate(real_read_features(*args, **kwargs)):
+            if number == 20:
+                raise KeyboardInterrupt  # where Ctrl-C or SIGTERM (homesound.cli.Stopped) lands
+            yield item
+
+    monkeypatch.setattr(importer, "read_features", stopped_after_20_records)
+    workspace_path = tmp_path / "home.db"
+    config = ImportConfig(str(archive), str(selection_path), str(metadata / "class_labels_indices.csv"), batch_size=7)
+    with Workspace(workspace_path) as workspace, pytest.raises(KeyboardInterrupt):
+        import_features(workspace, config, progress=False)
+    with Workspace(workspace_path) as workspace:
+        run = list_runs(workspace, "audioset import")[-1]
+        kept = len(list(audioset_sequences(workspace)))
+    summary = json.loads(run["summary_json"])
+    assert run["status"] == "interrupted" and summary["records"] == 20
+    assert 0 < kept == summary["added"]  # the last partial batch too: what was read is kept
 
 
 def test_another_target_mapping_relabels_stored_segments(release, selection_path, metadata, tmp_path):

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import soundfile
 
-from classify.clip_assembly import FRAME_SAMPLES, HOP_SECONDS, SAMPLE_RATE, assemble
+from homesound_testkit.clip_assembly import FRAME_SAMPLES, HOP_SECONDS, SAMPLE_RATE, assemble
 from homesound.cli import main
 from homesound.workspace import Workspace
 from homesound.workspace.recordings import (
@@ -135,7 +135,7 @@ def test_detect_finds_planted_events_where_they_were_put(long_recording_case):
 
 def test_detect_refuses_a_model_trained_on_other_embeddings(long_recording_case, tmp_path, capsys):
     from classify.config import TrainConfig
-    from classify.synthetic import planted_sequences
+    from homesound_testkit.synthetic import planted_sequences
     from classify.training import train_detector
 
     _, recording, _, (checkpoint, pca), _ = long_recording_case
@@ -162,3 +162,24 @@ def test_unreadable_files_are_reported_and_the_rest_detected(long_recording_case
     assert "broken.wav" in capsys.readouterr().err
     events = pd.read_csv(out)
     assert set(events.recording) == {str(excerpt)} and "crying" in set(events.label)
+
+
+def test_detect_in_files_reports_bad_files_as_data(long_recording_case, tmp_path):
+    """The job behind `homesound detect FILE...`, without a parser: a file it cannot read is a (path, why) in the
+    result and the other files are detected."""
+    from classify.detect_jobs import DetectInFilesJob, DetectionOutputs, detect_in_files
+    from embed.embedder import EmbedderConfig
+
+    model, recording, _, (checkpoint, pca), _ = long_recording_case
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....WAVEfmt nonsense")
+    result = detect_in_files(DetectInFilesJob(
+        files=(str(broken), str(recording)), model=str(model), outputs=DetectionOutputs(events=str(tmp_path / "e.csv")),
+        embedder=EmbedderConfig(source=str(checkpoint), pca=str(pca))))
+    ((path, reason),) = result.failures
+    assert path == str(broken) and reason
+    (detection,) = result.detections
+    assert detection.recording == str(recording) and result.run_id is None
+    assert result.events_per_class["crying"] == len(detection.events) - result.events_per_class["laughter"] > 0
+    assert result.hours == pytest.approx(len(detection.probabilities) * HOP / 3600)
+    assert len(pd.read_csv(tmp_path / "e.csv")) == len(detection.events)

@@ -47,3 +47,30 @@ def test_user_mistakes_are_messages_not_tracebacks(tmp_path, capsys, vggish_file
     assert code == 2 and "--out-dir" in capsys.readouterr().err
     code = main(["embed", "a.wav", "--vggish", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "x.npz")])
     assert code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_embed_files_returns_each_file_as_data_and_goes_on_past_a_bad_one(tmp_path, vggish_files, shared_data):
+    import soundfile
+
+    from embed.embedder import EmbedderConfig
+    from embed.jobs import EmbeddedFile, EmbedFilesConfig, FileFailure, embed_files
+
+    clips = pd.read_csv(shared_data / "clips.csv")
+    good = shared_data / clips[clips["label"] == "laughter"]["path"].iloc[0]
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    short = tmp_path / "short.wav"
+    soundfile.write(short, np.zeros(8000, dtype=np.float32), 16000)  # 0.5 s: shorter than one window
+    heard = []
+    config = EmbedFilesConfig(inputs=(str(bad), str(good), str(short), str(good)), out_dir=str(tmp_path / "d"),
+                              embedder=EmbedderConfig(str(vggish_files.checkpoint), jit_compile=False))
+    result = embed_files(config, on_file=heard.append)
+    assert [type(done) for done in heard] == [FileFailure, EmbeddedFile, EmbeddedFile, EmbeddedFile]
+    assert heard == [*result.failures, *result.written] and result.exit_status == 1
+    assert "broken.wav" in result.failures[0].reason
+    names = [f"{good.stem}.npz", "short.npz", f"{good.stem}-2.npz"]  # the same stem twice: nothing overwritten
+    assert [done.target for done in result.written] == [str(tmp_path / "d" / name) for name in names]
+    assert result.written[0].embeddings > 0 and result.written[1].embeddings == 0
+    assert result.written[1].seconds == 0.5 < result.written[1].window_seconds
+    with np.load(result.written[0].target) as stored:
+        assert str(stored["embedder_id"]) == result.embedder_id and len(stored["embedding"]) == result.written[0].embeddings

@@ -104,7 +104,7 @@ def test_label_studio_url_credentials_are_dropped_and_never_shown_or_stored(labe
     with Workspace(workspace) as ws:
         queue.queue_windows(ws, [queue.QueuedWindow(
             content_sha256="e" * 64, recording_path=str(recording), start_seconds=0.0, end_seconds=5.0, rank=1,
-            strategy="entropy", score=1.0, reason="planted", predictions=None)], model_id="detector-v1")
+            strategy="entropy", score=1.0, reason="planted", predictions=None)], model_id=None)
     host = label_studio.url.partition("://")[2]
     secrets = ["SECRET-ls-password"]
     env = {"LABEL_STUDIO_URL": f"http://alice:p@{secrets[0]}@{host}",

@@ -221,3 +221,64 @@ def test_train_with_a_target_false_positive_rate(tmp_path):
         assert detail["rule"] in ("target_fpr", "default") and detail["level"] == "window"
     assert main(["train", "--workspace", str(workspace), "--out", str(model), "--target-fpr", "0.05",
                  "--target-precision", "0.9"]) == 2
+
+
+def test_jobs_import_calibrate_and_detect_as_library_functions(yamnet_workspace, tmp_path):
+    """The jobs behind `labels import`, `train --zero-shot` and `detect --workspace`, called without a parser:
+    each returns what it made and records a completed run."""
+    from classify.detect_jobs import DetectInWorkspaceJob, DetectionOutputs, detect_in_workspace
+    from classify.jobs import (
+        LabelsImportJob,
+        ZeroShotTrainJob,
+        calibrate_zero_shot_on_workspace,
+        import_labels_to_workspace,
+    )
+    from homesound.workspace.classify import list_models
+    from homesound.workspace.runs import list_runs
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n/archive/cry.wav,crying\n/archive/laugh.wav,laughter\n/archive/gone.wav,crying\n")
+    imported = import_labels_to_workspace(LabelsImportJob(workspace=str(yamnet_workspace), source=str(labels)))
+    assert (imported.rows, imported.imported_rows, imported.recordings) == (3, 2, 2)
+    assert len(imported.problems) == 1 and "gone.wav" in str(imported.problems[0])
+
+    model = tmp_path / "zero-shot.json"
+    calibrated = calibrate_zero_shot_on_workspace(ZeroShotTrainJob(
+        workspace=str(yamnet_workspace), out=str(model), target_fpr=0.0, train_splits=("train", "test")))
+    assert calibrated.path == model and model.is_file()
+    assert calibrated.detector.metrics["calibration"]["windows"] == 2 and calibrated.detector.metrics["run_id"] == \
+        calibrated.run_id
+
+    detected = detect_in_workspace(DetectInWorkspaceJob(
+        workspace=str(yamnet_workspace), model=str(model), outputs=DetectionOutputs(events=str(tmp_path / "e.csv"))))
+    assert sorted(d.recording for d in detected.detections) == ["/archive/cry.wav", "/archive/laugh.wav"]
+    assert detected.events_per_class == {"crying": 1, "laughter": 1} and detected.failures == ()
+    assert detected.hours == pytest.approx(16 * 0.96 / 3600)
+    assert len(pd.read_csv(tmp_path / "e.csv")) == 2
+
+    with Workspace(yamnet_workspace) as workspace:
+        runs = list_runs(workspace)
+        models = list_models(workspace)
+    assert [run["command"] for run in runs] == ["labels import", "train", "detect"]
+    assert [run["status"] for run in runs] == ["completed"] * 3
+    assert json.loads(runs[0]["summary_json"])["problems"] == 1
+    assert runs[2]["id"] == detected.run_id
+    assert json.loads(runs[2]["summary_json"]) == {"recordings": 2, "events": 2}
+    assert calibrated.model_id in {m["id"] for m in models}
+
+
+def test_a_detect_that_fails_midway_is_recorded_as_failed(yamnet_workspace, tmp_path):
+    from classify.detect_jobs import DetectInWorkspaceJob, DetectionOutputs, detect_in_workspace
+    from homesound.workspace.runs import list_runs
+
+    in_the_way = tmp_path / "timeline"
+    in_the_way.write_text("a file where the timeline folder should go")
+    outputs = DetectionOutputs(events=str(tmp_path / "e.csv"), timeline=str(in_the_way))
+    with pytest.raises(OSError):
+        detect_in_workspace(DetectInWorkspaceJob(workspace=str(yamnet_workspace), model="zero-shot", outputs=outputs))
+    with Workspace(yamnet_workspace) as workspace:
+        (run,) = list_runs(workspace, "detect")
+    assert run["status"] == "failed" and run["finished_at"] is not None
+    summary = json.loads(run["summary_json"])
+    assert summary["recordings"] == 1 and summary["error"]  # the first recording was done, then drawing failed
+    assert not (tmp_path / "e.csv").exists()  # nothing half-written

@@ -12,10 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from homesound.workspace.classify import model_label
 from homesound.workspace.core import Workspace, to_json, utc_now
 from homesound.workspace.training_data import StrongLabel, write_strong_labels
 
 COMPONENT = "active_learning"
+_OLD_MODEL_ID = "*@" + "[0-9a-f]" * 12  # the text ids of older workspaces: "<file stem>@<sha256[:12]>"
 MIGRATIONS = (
     """
     CREATE TABLE al_rounds (
@@ -82,6 +84,33 @@ MIGRATIONS = (
         PRIMARY KEY (server_url, title)
     )
     """,
+    # One model identity: queue and rounds refer to the registered model (models.id) instead of a text id.
+    # An old id "<stem>@<12 hex>" maps to the registered model with that hash; a model never registered gets
+    # a row from what the text says (path = stem, sha256 = the 12 hex digits, config = {"migrated_from": ...}),
+    # which classify's register_model completes when that file is registered again. A round that failed
+    # before loading its model held the --model text itself: it becomes NULL (the text is in its config_json).
+    # Rounds also take the fixed run-status words and a link to their `runs` row.
+    f"""
+    INSERT INTO models(path, sha256, config_json, classes_json, thresholds_json, embedder_ids_json, created_at)
+    SELECT substr(MIN(old), 1, length(MIN(old)) - 13), substr(old, -12), json_object('migrated_from', MIN(old)),
+           '[]', '{{}}', '[]', strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')
+    FROM (SELECT model_id AS old FROM al_queue UNION SELECT model_id FROM al_rounds)
+    WHERE old GLOB '{_OLD_MODEL_ID}'
+      AND NOT EXISTS (SELECT 1 FROM models WHERE substr(models.sha256, 1, 12) = substr(old, -12))
+    GROUP BY substr(old, -12);
+    ALTER TABLE al_queue ADD COLUMN model_ref INTEGER REFERENCES models(id);
+    UPDATE al_queue SET model_ref = (SELECT id FROM models WHERE substr(models.sha256, 1, 12) = substr(model_id, -12))
+    WHERE model_id GLOB '{_OLD_MODEL_ID}';
+    ALTER TABLE al_queue DROP COLUMN model_id;
+    ALTER TABLE al_queue RENAME COLUMN model_ref TO model_id;
+    ALTER TABLE al_rounds ADD COLUMN model_ref INTEGER REFERENCES models(id);
+    UPDATE al_rounds SET model_ref = (SELECT id FROM models WHERE substr(models.sha256, 1, 12) = substr(model_id, -12))
+    WHERE model_id GLOB '{_OLD_MODEL_ID}';
+    ALTER TABLE al_rounds DROP COLUMN model_id;
+    ALTER TABLE al_rounds RENAME COLUMN model_ref TO model_id;
+    ALTER TABLE al_rounds ADD COLUMN run_id INTEGER REFERENCES runs(id);
+    UPDATE al_rounds SET status = 'completed' WHERE status = 'finished'
+    """,
 )
 
 RANKED, PUSHED, LABELED = "ranked", "pushed", "labeled"
@@ -121,7 +150,7 @@ class QueueRow:
     strategy: str
     score: float | None
     reason: str
-    model_id: str | None
+    model_id: int | None  # the registered model (models.id) that ranked it
     round_id: int | None
     predictions: dict | None
     status: str
@@ -130,6 +159,7 @@ class QueueRow:
     clip_end_seconds: float | None
     project_id: int | None
     task_id: int | None
+    model_version: str | None = None  # that model's label ("stem@0123456789ab"), for Label Studio
 
 
 @dataclass(frozen=True)
@@ -160,34 +190,42 @@ class Annotation:
 
 # ---- rounds -----------------------------------------------------------------------------------------
 
-def start_round(workspace: Workspace, config: Any, model_id: str | None) -> int:
+def start_round(workspace: Workspace, config: Any, run_id: int) -> int:
+    """A new round, part of the run `run_id` (its `runs` row holds its status, times and summary)."""
     with workspace.transaction() as db:
         cursor = db.execute(
-            "INSERT INTO al_rounds(started_at, model_id, config_json) VALUES (?, ?, ?)",
-            (utc_now(), model_id, to_json(config)),
+            "INSERT INTO al_rounds(started_at, config_json, run_id) VALUES (?, ?, ?)",
+            (utc_now(), to_json(config), run_id),
         )
         return int(cursor.lastrowid)
 
 
 def finish_round(
-    workspace: Workspace, round_id: int, status: str, *, model_id: str | None = None,
-    labels_added: int | None = None, metrics: Any = None, summary: Any = None,
+    workspace: Workspace, round_id: int, *, model_id: int | None = None,
+    labels_added: int | None = None, metrics: Any = None,
 ) -> None:
+    """Close the round once its run is recorded: status, end time and summary are the run's own."""
     with workspace.transaction() as db:
         db.execute(
-            "UPDATE al_rounds SET finished_at=?, status=?, model_id=COALESCE(?, model_id), labels_added=?,"
-            " metrics_json=?, summary_json=? WHERE id=?",
-            (utc_now(), status, model_id, labels_added, _json_or_none(metrics), _json_or_none(summary), round_id),
+            "UPDATE al_rounds SET (finished_at, status, summary_json) = (SELECT finished_at, status, summary_json"
+            " FROM runs WHERE runs.id = al_rounds.run_id), model_id=COALESCE(?, model_id), labels_added=?,"
+            " metrics_json=? WHERE id=?",
+            (model_id, labels_added, _json_or_none(metrics), round_id),
         )
 
 
 def list_rounds(workspace: Workspace) -> list[dict]:
+    """Every round, with its model's label (`model`, as in "stem@0123456789ab") beside its id."""
     rounds = []
-    for row in workspace.query("SELECT * FROM al_rounds ORDER BY id"):
+    for row in workspace.query(
+        "SELECT al_rounds.*, models.path AS model_path, models.sha256 AS model_sha256 FROM al_rounds"
+        " LEFT JOIN models ON models.id = al_rounds.model_id ORDER BY al_rounds.id"
+    ):
         entry = dict(row)
         for column in ("config_json", "metrics_json", "summary_json"):
             value = entry.pop(column)
             entry[column.removesuffix("_json")] = json.loads(value) if value else None
+        entry["model"] = _model_label(entry.pop("model_path"), entry.pop("model_sha256"))
         rounds.append(entry)
     return rounds
 
@@ -195,9 +233,10 @@ def list_rounds(workspace: Workspace) -> list[dict]:
 # ---- queue ------------------------------------------------------------------------------------------
 
 def queue_windows(
-    workspace: Workspace, windows: Sequence[QueuedWindow], *, model_id: str | None, round_id: int | None = None
+    workspace: Workspace, windows: Sequence[QueuedWindow], *, model_id: int | None, round_id: int | None = None
 ) -> int:
-    """Add picks to the queue in one transaction; a window already queued is left alone."""
+    """Add picks to the queue in one transaction; a window already queued is left alone.
+    model_id: the registered model (models.id) that ranked them."""
     added = 0
     with workspace.transaction() as db:
         for window in windows:
@@ -214,7 +253,9 @@ def queue_windows(
 
 
 def queued_windows(workspace: Workspace, status: str | None = None) -> list[QueueRow]:
-    sql = "SELECT * FROM al_queue" + (" WHERE status=?" if status else "") + " ORDER BY id"
+    sql = ("SELECT al_queue.*, models.path AS model_path, models.sha256 AS model_sha256 FROM al_queue"
+           " LEFT JOIN models ON models.id = al_queue.model_id"
+           + (" WHERE al_queue.status=?" if status else "") + " ORDER BY al_queue.id")
     return [_queue_row(row) for row in workspace.query(sql, (status,) if status else ())]
 
 
@@ -365,7 +406,7 @@ def _round_line(entry: dict) -> dict:
     metrics = entry.get("metrics") or {}
     line = {
         "id": entry["id"], "started_at": entry["started_at"], "status": entry["status"],
-        "model": entry["model_id"], "labels_added": entry["labels_added"],
+        "model": entry["model"], "labels_added": entry["labels_added"],
         "held_out_ap": metrics.get("average_precision") or metrics.get("skipped"),
         "pushed": summary.get("pushed"),
     }
@@ -391,7 +432,12 @@ def _queue_row(row) -> QueueRow:
         predictions=json.loads(row["predictions_json"]) if row["predictions_json"] else None,
         status=row["status"], clip_path=row["clip_path"], clip_start_seconds=row["clip_start_seconds"],
         clip_end_seconds=row["clip_end_seconds"], project_id=row["project_id"], task_id=row["task_id"],
+        model_version=_model_label(row["model_path"], row["model_sha256"]),
     )
+
+
+def _model_label(path: str | None, sha256: str | None) -> str | None:
+    return None if path is None else model_label(path, sha256)
 
 
 def _annotation(row) -> Annotation:

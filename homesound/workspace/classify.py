@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from pathlib import Path, PurePath
 from typing import Any, Protocol
 
 from homesound.workspace.core import Workspace, to_json, utc_now
@@ -54,6 +55,10 @@ MIGRATIONS = (
 )
 
 
+# Hex digits of a model's sha256 in its label ("stem@0123456789ab"), all an older workspace recorded of it.
+LABEL_SHA256_DIGITS = 12
+
+
 class EventLike(Protocol):
     label: str
     start: float
@@ -74,8 +79,18 @@ def register_model(
     metrics: Any = None,
     run_id: int | None = None,
 ) -> int:
-    """Record a model file (by content); the same file registered again keeps its id, path updated."""
+    """Record a model file (by content); the same file registered again keeps its id, path updated.
+
+    A row an older workspace's text id became (only its 12-hex hash prefix known, see
+    homesound.workspace.active_learning) is completed by the first full registration of that model."""
+    described = (to_json(config), to_json(list(classes)), to_json(thresholds), to_json(list(embedder_ids)),
+                 to_json(metrics) if metrics is not None else None)
     with workspace.transaction() as db:
+        db.execute(
+            "UPDATE models SET sha256=?, config_json=?, classes_json=?, thresholds_json=?, embedder_ids_json=?,"
+            " metrics_json=? WHERE sha256=? AND NOT EXISTS (SELECT 1 FROM models WHERE sha256=?)",
+            (sha256, *described, sha256[:LABEL_SHA256_DIGITS], sha256),
+        )
         db.execute(
             """
             INSERT INTO models(path, sha256, config_json, classes_json, thresholds_json, embedder_ids_json,
@@ -83,10 +98,24 @@ def register_model(
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(sha256) DO UPDATE SET path=excluded.path
             """,
-            (str(path), sha256, to_json(config), to_json(list(classes)), to_json(thresholds),
-             to_json(list(embedder_ids)), to_json(metrics) if metrics is not None else None, utc_now(), run_id),
+            (str(path), sha256, *described, utc_now(), run_id),
         )
         return int(db.execute("SELECT id FROM models WHERE sha256=?", (sha256,)).fetchone()["id"])
+
+
+def register_detector(workspace: Workspace, model: str, sha256: str, detector: Any, run_id: int | None = None) -> int:
+    """The model a job was given (`--model`: a file, or the built-in name `zero-shot`) as its models row, so
+    everything the job writes refers to it by id. sha256: classify.detector.model_sha256 of it."""
+    path = str(Path(model).resolve()) if Path(model).exists() else str(model)
+    return register_model(
+        workspace, path=path, sha256=sha256, config={"model": vars(detector.config)}, classes=detector.classes,
+        thresholds=detector.thresholds, embedder_ids=detector.embedder_ids, metrics=detector.metrics, run_id=run_id,
+    )
+
+
+def model_label(path: str, sha256: str) -> str:
+    """A registered model as people and Label Studio's "model_version" see it: file stem @ short hash."""
+    return f"{PurePath(path).stem}@{sha256[:LABEL_SHA256_DIGITS]}"
 
 
 def get_model(workspace: Workspace, model_id: int) -> dict | None:
