@@ -9,6 +9,7 @@ import numpy as np
 import soundfile as sf
 
 from homesound.errors import AudioDecodeError
+from homesound.output_files import atomic_output
 
 
 def clip_name(content_sha256: str, start_seconds: float, end_seconds: float) -> str:
@@ -37,11 +38,8 @@ def cut_clip(
             f"the window {start_seconds:.2f}-{end_seconds:.2f} s lies beyond the recording's end ({clip_end:.2f} s); "
             "the file changed since it was embedded: embed it again",
         )
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(out_path.name + ".partial")
-    sf.write(str(partial), samples, sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(partial, out_path)
+    with atomic_output(out_path, what="clip") as partial:
+        sf.write(str(partial), samples, sample_rate, subtype="PCM_16", format="WAV")
     return round(clip_start, 3), round(clip_end, 3)
 
 

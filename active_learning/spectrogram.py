@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from homesound.output_files import atomic_output
+
 FFT_SECONDS = 0.032
 HOP_SECONDS = 0.008
 MAX_HZ = 8000.0
@@ -78,8 +80,9 @@ def write_clip_picture(clip: str | os.PathLike, out: str | os.PathLike, clip_sta
     bottom.set_xlim(0.0, duration)
     figure.tight_layout()
     out = Path(out)
-    partial = out.with_name(out.name + ".partial.png")
-    figure.savefig(partial, dpi=80)
-    plt.close(figure)
-    os.replace(partial, out)
+    try:
+        with atomic_output(out, what="spectrogram picture") as partial:
+            figure.savefig(partial, dpi=80, format="png")
+    finally:
+        plt.close(figure)
     return out

@@ -18,6 +18,7 @@ from typing import Iterable
 from tqdm import tqdm
 
 from audioset_fetch.segments import SelectedSegment
+from homesound.output_files import atomic_output
 
 STATUS_SAVED = "saved"
 STATUS_EXISTS = "exists"
@@ -87,16 +88,21 @@ def _fetch_one(
     stream_urls = found.stdout.split()
     if not stream_urls:
         return STATUS_UNAVAILABLE, "yt-dlp found no audio stream"
-    part = path.with_name(path.name + ".part")
     duration = max(segment.end_seconds - segment.start_seconds, 0.0)
-    cut = _run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-ss", f"{segment.start_seconds:.3f}",
-                "-t", f"{duration:.3f}", "-i", stream_urls[0], "-vn", "-ac", "1", "-ar", str(sample_rate),
-                "-f", "wav", str(part)], timeout_seconds)
-    if isinstance(cut, str):
-        part.unlink(missing_ok=True)
-        return STATUS_FAILED, f"ffmpeg: {cut}"
-    os.replace(part, path)
+    try:
+        with atomic_output(path, what="clip") as part:
+            cut = _run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-ss", f"{segment.start_seconds:.3f}",
+                        "-t", f"{duration:.3f}", "-i", stream_urls[0], "-vn", "-ac", "1", "-ar", str(sample_rate),
+                        "-f", "wav", str(part)], timeout_seconds)
+            if isinstance(cut, str):
+                raise _CutFailed(cut)
+    except _CutFailed as failure:
+        return STATUS_FAILED, f"ffmpeg: {failure}"
     return STATUS_SAVED, ""
+
+
+class _CutFailed(Exception):
+    """ffmpeg could not cut the clip (its last error line): the partial file is dropped, the job goes on."""
 
 
 def _run(command: list[str], timeout_seconds: float) -> subprocess.CompletedProcess | str:

@@ -27,6 +27,7 @@ import pandas as pd
 from audioset_fetch.ontology import Ontology
 from audioset_fetch.targets import SelectionConfig, TargetMapping, resolve_hard_negatives, resolve_targets
 from homesound.errors import HomesoundError
+from homesound.output_files import atomic_output
 
 SPLITS = ("train", "eval")
 ROLE_POSITIVE = "positive"
@@ -226,15 +227,12 @@ def hard_group_counts(selection: Selection) -> pd.DataFrame:
 
 def write_selection(selection: Selection, path: str | os.PathLike) -> None:
     """CSV with the resolved target mapping and the selection settings in comment lines on top."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_output(path, what="selection") as partial, partial.open("w", newline="", encoding="utf-8") as handle:
         handle.write(f"# {SELECTION_FORMAT}\n")
         handle.write(f"# targets: {selection.mapping.to_json()}\n")
         handle.write(f"# config: {json.dumps(asdict(selection.config), sort_keys=True)}\n")
         handle.write(f"# dropped_for_eval_overlap: {selection.dropped_for_eval_overlap}\n")
         selection.table.to_csv(handle, index=False, float_format="%.3f")
-    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)

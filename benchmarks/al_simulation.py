@@ -1,7 +1,7 @@
 """Does active learning pay? Learning curves (AP per class against labeled windows) per policy, on
 real YAMNet embeddings of household recordings with known event times, at two event rates.
 
-Household recordings are assembled from ../shared/data (benchmarks/al_households.py): the two
+Household recordings are assembled from ../shared/data (homesound_testkit/al_households.py): the two
 background beds with laughter and crying clips (the events) and household noises, speech and
 room tone (hard negatives) laid over them, pool and test split by source recording. They are
 embedded once with the real YAMNet .tflite (../shared/models/yamnet; embeddings and the 521
@@ -44,9 +44,6 @@ import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from al_households import EVENTS, build_households, read_clips, recipes, split_by_source  # noqa: E402
 
 from active_learning.ranking import RankConfig  # noqa: E402
 from active_learning.simulation import (  # noqa: E402
@@ -59,6 +56,7 @@ from active_learning.simulation import (  # noqa: E402
     labels_to_reach,
     simulate,
 )
+from homesound_testkit.al_households import EVENTS, build_households, read_clips, recipes, split_by_source  # noqa: E402
 
 CLASSES = EVENTS
 RATES = {  # event share of the seconds -> (event clips per class in pool / test recordings, windows labeled per round)

@@ -19,11 +19,9 @@ changes every figure.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import resource
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -37,37 +35,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from embed_speed import make_recording  # noqa: E402  (same synthetic recordings as the single-file benchmark)
-
-LONG_FORMATS = (("long_44k_stereo.wav", 44100, 2), ("long_48k_mono.flac", 48000, 1), ("long_16k_mono.wav", 16000, 1))
-
-
-def shared_clips() -> Path:
-    for candidate in (REPO.parent / "shared" / "data" / "clips", Path("/work/shared/data/clips")):
-        if candidate.is_dir():
-            return candidate
-    sys.exit("../shared/data/clips not found")
-
-
-def build_archive(root: Path, clips: int, long_minutes: list[float]) -> float:
-    """Copies of the real clips in their label folders, plus long recordings; returns seconds of audio."""
-    import soundfile
-
-    seconds = 0.0
-    sources = sorted(shared_clips().rglob("*.*"))[:clips]
-    for source in sources:
-        target = root / "clips" / source.parent.name / source.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(source, target)
-        seconds += soundfile.info(str(source)).duration
-    (root / "long").mkdir(parents=True)
-    for index, ((name, rate, channels), minutes) in enumerate(zip(itertools.cycle(LONG_FORMATS), long_minutes)):
-        path = root / "long" / f"{index}_{name}"
-        make_recording(path, minutes * 60, rate=rate, channels=channels)
-        seconds += minutes * 60
-    return seconds
+from homesound_testkit.recordings import build_archive  # noqa: E402
 
 
 def cli(*args: str) -> list[str]:

@@ -24,8 +24,8 @@ from audioset_fetch.ontology import Ontology, load_class_indices  # noqa: E402
 from audioset_fetch.segments import read_segment_list, select_segments, write_selection  # noqa: E402
 from audioset_fetch.targets import SelectionConfig  # noqa: E402
 from homesound.workspace import Workspace  # noqa: E402
-from tests.audioset_support import good_record, tar_folder, write_shard  # noqa: E402
-from tests.conftest import find_shared_data  # noqa: E402
+from homesound_testkit.audioset import good_record, tar_folder, write_shard  # noqa: E402
+from homesound_testkit.shared_data import find_shared_data  # noqa: E402
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from classify.clip_assembly import assemble, frame_labels
+from homesound_testkit.clip_assembly import assemble, frame_labels
 from classify.config import ModelConfig, TrainConfig
 from classify.metrics import average_precision, nan_mean, roc_auc
 from classify.training import train_detector
@@ -154,7 +154,7 @@ def main() -> None:
 
 
 def _whole(label: str, frames: int):
-    from classify.clip_assembly import PlacedClip
+    from homesound_testkit.clip_assembly import PlacedClip
 
     return PlacedClip(path="", label=label, first_frame=0, frames=frames)
 

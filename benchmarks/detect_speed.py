@@ -20,7 +20,7 @@ import numpy as np
 
 from classify.config import EventSettings, TrainConfig
 from classify.events import extract_events
-from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
+from homesound_testkit.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
 from classify.training import train_detector
 from homesound.cli import main as homesound
 from homesound.frames import VGGISH_FRAMES

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from homesound_testkit.recordings import make_recording
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 # The CLI, then its own peak RSS: ru_maxrss would include the parent's RSS before exec (Linux keeps it).
@@ -32,19 +34,6 @@ CLI = ("import sys; from homesound.cli import main; code = main(sys.argv[1:]); "
        "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')), file=sys.stderr); "
        "sys.exit(code)")
 GOALS = {"startup_seconds": 2.0, "times_reference": 3.0, "peak_rss_mb": 1000.0}
-
-
-def make_recording(path: Path, seconds: float, rate: int = 44100, channels: int = 2) -> None:
-    """Noise with tones and pauses, written block by block (a 3-hour file never sits in memory)."""
-    import soundfile
-
-    rng = np.random.default_rng(0)
-    with soundfile.SoundFile(path, "w", rate, channels, subtype="PCM_16") as out:
-        for start in range(0, int(seconds * rate), rate * 60):
-            n = min(rate * 60, int(seconds * rate) - start)
-            t = (start + np.arange(n)) / rate
-            signal = 0.1 * rng.standard_normal((n, channels)) + 0.3 * np.sin(2 * np.pi * 440 * t)[:, None]
-            out.write(signal * (np.sin(2 * np.pi * t / 7.0)[:, None] > 0))
 
 
 def peak_rss_mb() -> float:

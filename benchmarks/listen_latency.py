@@ -41,8 +41,8 @@ def prepare(work: Path, variants: str) -> dict:
     """Random VGGish, the small detector, the household recording and the hub export (cached in `work`)."""
     import soundfile
 
-    from tests.conftest import find_shared_data
-    from tests.listen.support import RATE, household, pcm16
+    from homesound_testkit.shared_data import find_shared_data
+    from homesound_testkit.listen import RATE, household, pcm16
 
     work.mkdir(parents=True, exist_ok=True)
     shared = find_shared_data()
@@ -53,7 +53,7 @@ def prepare(work: Path, variants: str) -> dict:
     if not files["model"].exists():
         from embed.random_weights import write_random_vggish
         from embed.embedder import load_embedder
-        from tests.listen.support import embed_clips, train_small_detector, training_clips, training_sequences
+        from homesound_testkit.listen import embed_clips, train_small_detector, training_clips, training_sequences
 
         print("preparing: random VGGish weights and the small detector ...", flush=True)
         written = write_random_vggish(work / "vggish")

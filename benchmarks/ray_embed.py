@@ -1,8 +1,8 @@
 """`homesound embed --workspace` on one machine vs on a Ray cluster (`--ray`), and the driver's limits.
 
-Builds an archive of shared real clips plus long synthetic recordings (benchmarks/archive_embed.py),
-embeds it with the same command on one machine and on real local Ray clusters started here, and
-prints, for each, x real time and the ratio to the single-machine path:
+Builds an archive of shared real clips plus long synthetic recordings (the same as
+benchmarks/archive_embed.py: homesound_testkit/recordings.py), embeds it with the same command on one
+machine and on real local Ray clusters started here, and prints, for each, x real time and the ratio to the single-machine path:
   - single machine: one decoder process, the network in the main process (the default);
   - Ray, one node, --num-cpus 1: one decoding worker process and one network actor;
   - Ray, one node, --num-cpus 2 and --ray-actors-per-node 2: two decoding workers, two network actors;
@@ -36,11 +36,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from archive_embed import build_archive  # noqa: E402  (the same archive as the single-machine benchmark)
-
-from tests.ray_local_cluster import LocalCluster  # noqa: E402
+from homesound_testkit.recordings import build_archive  # noqa: E402  (the same archive as archive_embed.py)
+from homesound_testkit.ray_local_cluster import LocalCluster  # noqa: E402
 
 WRITES = 2000  # recordings written in the driver's write test (a tenth of it for hour-long ones)
 

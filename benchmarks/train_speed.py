@@ -11,7 +11,7 @@ import argparse
 import time
 
 from classify.config import ModelConfig, TrainConfig
-from classify.synthetic import planted_sequences
+from homesound_testkit.synthetic import planted_sequences
 from classify.training import train_detector
 
 TARGET_SEQUENCES = 20_000

@@ -12,6 +12,7 @@ from classify.config import EventSettings
 from classify.detector import Detector
 from classify.events import Event, extract_events
 from homesound.errors import HomesoundError
+from homesound.output_files import atomic_output
 
 EVENT_COLUMNS = (
     "recording", "content_sha256", "label", "start", "end", "duration", "peak_probability", "mean_probability",
@@ -89,19 +90,15 @@ def write_events(table, path: str | Path) -> Path:
 
 def write_table(table, path: str | Path) -> Path:
     """Atomically write a table as .csv, .json or .parquet (by the extension)."""
-    import os
-
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        table.to_csv(partial, index=False, float_format="%.3f")
-    elif suffix == ".json":
-        table.to_json(partial, orient="records", indent=2, double_precision=4)
-    else:
-        table.to_parquet(partial, index=False)
-    os.replace(partial, path)
+    with atomic_output(path) as partial:
+        if suffix == ".csv":
+            table.to_csv(partial, index=False, float_format="%.3f")
+        elif suffix == ".json":
+            table.to_json(partial, orient="records", indent=2, double_precision=4)
+        else:
+            table.to_parquet(partial, index=False)
     return path
 
 

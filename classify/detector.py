@@ -25,6 +25,7 @@ from homesound import __version__
 from homesound.errors import HomesoundError
 from homesound.frames import VGGISH_FRAMES, FrameSpec, check_embedder_id
 from homesound.hashing import file_sha256
+from homesound.output_files import atomic_output
 
 MODEL_FORMAT = "homesound-detector"
 MODEL_FORMAT_VERSION = 1
@@ -104,11 +105,8 @@ class Detector:
 
     def save(self, path: str | os.PathLike) -> str:
         """Write atomically (a crash never leaves half a model); returns the file's sha256."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        torch.save(self.to_dict(), partial)
-        os.replace(partial, path)
+        with atomic_output(path, what="model") as partial:
+            torch.save(self.to_dict(), partial)
         return file_sha256(path)
 
     @classmethod

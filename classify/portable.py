@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from homesound.errors import HomesoundError
-from homesound.frames import VGGISH_FRAMES, FrameSpec, check_embedder_id
+from homesound.frames import VGGISH_FRAMES, FrameSpec, audioset_uint8_to_float, check_embedder_id
+from homesound.output_files import atomic_output
 
 PORTABLE_FORMAT = "homesound-portable-detector"
 PORTABLE_FORMAT_VERSION = 1
@@ -26,8 +27,6 @@ INPUT_DTYPES = {"audioset_uint8": np.uint8, "raw_float32": np.float32, "float16"
 
 def export_portable(detector, path: str | os.PathLike, source_sha256: str | None = None) -> Path:
     """classify.detector.Detector (causal) -> .npz; written atomically."""
-    from classify.model import _DEQUANTIZED
-
     config = detector.config
     if not detector.streamable:
         raise HomesoundError("this detector is bidirectional (offline only); train a causal one for a hub")
@@ -36,7 +35,7 @@ def export_portable(detector, path: str | os.PathLike, source_sha256: str | None
     arrays = {
         "projection_weight": weights["projection.0.weight"], "projection_bias": weights["projection.0.bias"],
         "classifier_weight": weights["classifier.weight"], "classifier_bias": weights["classifier.bias"],
-        "input_lookup": _DEQUANTIZED,  # uint8 -> model input, the very table torch training used
+        "input_lookup": audioset_uint8_to_float(np.arange(256, dtype=np.uint8)),  # the table training used
     }
     for layer in range(config.layers):
         for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
@@ -51,9 +50,8 @@ def export_portable(detector, path: str | os.PathLike, source_sha256: str | None
         "frames": detector.frames.to_dict(),
     }
     path = Path(path)
-    partial = path.with_name(path.name + ".partial.npz")
-    np.savez(partial, metadata=np.array(json.dumps(metadata, default=str)), **arrays)
-    os.replace(partial, path)
+    with atomic_output(path, what="portable detector") as partial, partial.open("wb") as stream:
+        np.savez(stream, metadata=np.array(json.dumps(metadata, default=str)), **arrays)  # a stream: no .npz added
     return path
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from homesound import __version__
 from homesound.errors import HomesoundError, ProvenanceMismatchError
 from homesound.frames import YAMNET_FRAMES
+from homesound.output_files import atomic_output
 
 ZERO_SHOT_FORMAT = "homesound-zero-shot-detector"
 ZERO_SHOT_FORMAT_VERSION = 1
@@ -221,12 +222,9 @@ class ZeroShotDetector:
 
     def save(self, path: str | os.PathLike) -> str:
         """Write atomically as JSON; returns the file's sha256."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
         text = json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_json_default) + "\n"
-        partial.write_text(text)
-        os.replace(partial, path)
+        with atomic_output(path, what="detector") as partial:
+            partial.write_text(text)
         return hashlib.sha256(text.encode()).hexdigest()
 
     @classmethod

@@ -34,7 +34,7 @@ from embed.discover import Discovery, FoundFile, discover
 from embed.embedder import (
     ChunkFrames, Embedder, EmbedderConfig, build_embedder, embedder_identity, frames_of, locate_embedder,
 )
-from embed.pipeline import join_frames
+from embed.pipeline import join_frames, put_until_stopped
 from embed.vggish import takes_examples
 from homesound.errors import HomesoundError
 from homesound.hashing import file_sha256
@@ -314,18 +314,9 @@ class _ArchiveEmbedding:
 
     def _hash_all(self) -> None:
         for found in self.todo:
-            if not self._offer((found, *content_sha256(found.path))):
+            if not put_until_stopped(self.hashed, (found, *content_sha256(found.path)), self.stop):
                 return
-        self._offer(_HASHING_DONE)
-
-    def _offer(self, item: object) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.hashed.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+        put_until_stopped(self.hashed, _HASHING_DONE, self.stop)
 
     def _dispatch(self) -> None:
         while (not self.hashing_done and len(self.contents) < self.config.files_in_flight

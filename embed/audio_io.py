@@ -49,6 +49,22 @@ def check_audio_format(sample_rate: float, channels: int) -> str | None:
     if not 1 <= channels <= MAX_CHANNELS:
         return f"{channels} channels is not a real channel count (1 to {MAX_CHANNELS})"
     return None
+
+
+def finite_mono(samples: np.ndarray) -> tuple[np.ndarray, int]:
+    """Samples [n] or [n, channels] -> (mono [n]: the channels' mean, NaN/inf zeroed; how many were zeroed).
+
+    A corrupt float file or stream is heard as silence where it is broken rather than lost whole;
+    every place audio enters (files, live streams, arrays) reads it this way.
+    """
+    samples = np.asarray(samples)
+    mono = (samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]) if samples.ndim == 2 else samples
+    finite = np.isfinite(mono)
+    if finite.all():
+        return mono, 0
+    return np.where(finite, mono, 0.0), int((~finite).sum())
+
+
 FFMPEG_HINT = "install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg; macOS: brew install ffmpeg) to read it"
 
 
@@ -111,12 +127,8 @@ class AudioReader:
     def blocks(self) -> Iterator[np.ndarray]:
         source = self._soundfile_blocks() if self._sound is not None else self._ffmpeg_blocks()
         for block in source:
-            mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
-            finite = np.isfinite(mono)
-            if not finite.all():
-                # A corrupt float file: zero the bad samples rather than lose the recording.
-                self.nonfinite_samples += int((~finite).sum())
-                mono = np.where(finite, mono, 0.0)
+            mono, nonfinite = finite_mono(block)
+            self.nonfinite_samples += nonfinite
             self.frames_read += len(mono)
             yield mono
         if self.nonfinite_samples:

@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from embed.audio_io import AudioReader
+from embed.audio_io import AudioReader, finite_mono
 from embed.frontend import ExampleChunker
 from embed.params import VGGISH
 from embed.resample import StreamingResampler
@@ -54,8 +54,7 @@ def waveform_chunks(blocks: Iterable[np.ndarray], sample_rate: int, examples_per
 def embed_waveform(samples: np.ndarray, sample_rate: int, embedder: Embedder) -> Embeddings:
     """Samples [n] or [n, channels] at any rate (floats in [-1, 1]) -> embeddings."""
     samples = np.asarray(samples, dtype=np.float64)
-    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
-    mono = np.where(np.isfinite(mono), mono, 0.0)
+    mono, _ = finite_mono(samples)
     chunks = waveform_chunks([mono], sample_rate, embedder.config.batch_size)
     audio = {"sample_rate": int(sample_rate), "channels": 1 if samples.ndim == 1 else int(samples.shape[1]),
              "seconds": len(mono) / sample_rate}
@@ -106,29 +105,37 @@ def join_frames(parts: list[ChunkFrames], embedder: Embedder) -> tuple[np.ndarra
     return raw.astype(np.float32, copy=False), scores.astype(np.float32, copy=False)
 
 
+STOP_POLL_SECONDS = 0.1  # how soon a producer blocked on a full queue notices that it should stop
+
+
+def put_until_stopped(items: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put `item` on a bounded queue, waiting while it is full; False (not put) once `stop` is set.
+
+    A producer thread must neither drop work nor block forever behind a consumer that has quit.
+    """
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=STOP_POLL_SECONDS)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
     """Run an iterator in a background thread, `depth` items ahead; its exceptions re-raise here."""
     buffer: queue.Queue = queue.Queue(maxsize=depth)
     finished = object()
     stop = threading.Event()
 
-    def offer(entry: tuple) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def produce() -> None:
         try:
             for item in items:
-                if not offer((item, None)):
+                if not put_until_stopped(buffer, (item, None), stop):
                     return
-            offer((finished, None))
+            put_until_stopped(buffer, (finished, None), stop)
         except BaseException as error:  # handed to the consumer, which re-raises it
-            offer((finished, error))
+            put_until_stopped(buffer, (finished, error), stop)
 
     worker = threading.Thread(target=produce, name="homesound-decode", daemon=True)
     worker.start()

@@ -20,6 +20,7 @@ from embed.params import VGGISH
 from embed.postprocess import PCAParams, postprocess
 from homesound.errors import ModelSourceError
 from homesound.frames import VGGISH_FRAMES
+from homesound.output_files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,5 @@ def run_in_batches(function: Callable[[np.ndarray], np.ndarray], examples: np.nd
 
 
 def save_model(data: bytes, path: str | os.PathLike) -> None:
-    partial = f"{path}.partial"
-    with open(partial, "wb") as out:
-        out.write(data)
-    os.replace(partial, path)
+    with atomic_output(path, what="TFLite model") as partial:
+        partial.write_bytes(data)

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from homesound.errors import ModelSourceError
+from homesound.errors import HomesoundError, ModelSourceError
+from homesound.output_files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -151,15 +151,12 @@ def _save(path: Path, kind: str, source: str, location: str, sha256: str, weight
     """Write atomically; False when the folder is not writable."""
     import torch
 
-    partial = path.with_name(path.name + f".{os.getpid()}.partial")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "source_kind": kind, "source": source,
-                    "source_sha256": sha256, "source_stats": source_stats(kind, location), "layout": LAYOUT,
-                    "weights": {name: value.contiguous() for name, value in weights.items()}}, partial)
-        os.replace(partial, path)
+        with atomic_output(path, what="converted weights") as partial:
+            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "source_kind": kind, "source": source,
+                        "source_sha256": sha256, "source_stats": source_stats(kind, location), "layout": LAYOUT,
+                        "weights": {name: value.contiguous() for name, value in weights.items()}}, partial)
         return True
-    except (OSError, RuntimeError) as error:  # torch.save reports an unwritable file as RuntimeError
+    except (HomesoundError, RuntimeError) as error:  # torch.save reports an unwritable file as RuntimeError
         log.info("cannot write %s (%s)", path, error)
-        partial.unlink(missing_ok=True)
         return False

@@ -1,8 +1,11 @@
 """Writing an output file whole or not at all, with one clear message when it cannot be written.
 
-Every command that writes a file (an .npz, a Parquet export, model weights) writes `<name><suffix>`
-first and renames it over the target only when it is complete, so a crash, a full disk or a kill
-never leaves a half-written file under the real name; the partial file is removed on any failure.
+Every file the stages write (an .npz, a Parquet export, model weights, a clip, a manifest) is
+written as `<name>.part-<pid><extension>` first and renamed over the target only when it is
+complete, so a crash, a full disk or a kill never leaves a half-written file under the real name;
+the partial file is removed on any failure. The process id keeps two processes that write the same
+file at once (workers filling one weights cache) out of each other's partial file; the extension
+stays last for writers that pick their format by it (matplotlib, soundfile).
 """
 
 from __future__ import annotations
@@ -62,11 +65,21 @@ def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
     return target
 
 
+def partial_path(target: str | os.PathLike) -> Path:
+    """Where `target` is written until it is complete: `<name>.part-<pid><extension>` beside it."""
+    target = Path(target)
+    return target.with_name(f"{target.name}.part-{os.getpid()}{target.suffix}")
+
+
 @contextmanager
-def atomic_output(path: str | os.PathLike, *, suffix: str = ".part", what: str = "output") -> Iterator[Path]:
-    """`with atomic_output(out) as partial: write(partial)`: out appears only when complete."""
+def atomic_output(path: str | os.PathLike, *, what: str = "output", suffix: str | None = None) -> Iterator[Path]:
+    """`with atomic_output(out) as partial: write(partial)`: out appears only when complete.
+
+    Raises HomesoundError naming `what` and the fix when the file cannot be written. `suffix`
+    (replacing the partial name's ending) is kept only for the caller that still passes one.
+    """
     target = check_output_file(path, what)
-    partial = target.with_name(target.name + suffix)
+    partial = partial_path(target) if suffix is None else target.with_name(target.name + suffix)
     try:
         yield partial
         os.replace(partial, target)

@@ -30,6 +30,7 @@ from embed.postprocess import PCA_EIGEN_VECTORS, PCA_MEANS, PCAParams
 from homesound import __version__
 from homesound.errors import HomesoundError
 from homesound.hashing import file_sha256
+from homesound.output_files import atomic_output
 
 HUB_FORMAT = "homesound-hub"
 HUB_FORMAT_VERSION = 1
@@ -203,9 +204,8 @@ def export_hub(model_path: str, embedder, directory: str | os.PathLike, *, quant
                         "audio": [str(p) for p in calibration_audio] or "synthetic noise, tones and sweeps"},
         "variants": variants,
     }
-    partial = directory / (MANIFEST + ".partial")
-    partial.write_text(json.dumps(manifest, indent=2, default=str))
-    os.replace(partial, directory / MANIFEST)
+    with atomic_output(directory / MANIFEST, what="hub manifest") as partial:
+        partial.write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
 
 

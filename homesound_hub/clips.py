@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
-import os
 import queue
 import threading
 from collections import deque
@@ -26,6 +25,7 @@ from embed.streaming import EmbeddedHop
 from homesound.frames import SAMPLE_RATE as RATE
 from homesound.frames import FrameSpec
 from homesound.hashing import file_sha256
+from homesound.output_files import atomic_output
 from homesound_hub.listen import EventReport, Sink, iso_time
 
 log = logging.getLogger(__name__)
@@ -173,9 +173,8 @@ class ClipRecorder(Sink):
         event = clip.report.update.event
         stamp = _dt.datetime.fromtimestamp(clip.report.start_wall, _dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
         path = Path(self.settings.directory).resolve() / f"{stamp[:-3]}Z_{event.label}.wav"
-        partial = path.with_name(path.name + ".partial")
-        soundfile.write(str(partial), clip.samples, RATE, subtype="FLOAT", format="WAV")
-        os.replace(partial, path)
+        with atomic_output(path, what="clip") as partial:
+            soundfile.write(str(partial), clip.samples, RATE, subtype="FLOAT", format="WAV")
         digest = file_sha256(path)
         stat = path.stat()
         with Workspace(self.settings.workspace) as workspace:

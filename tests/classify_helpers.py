@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
+from homesound_testkit.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
 from homesound.workspace import Workspace
 from homesound.workspace.recordings import (
     StoredEmbedding,

@@ -9,18 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from homesound_testkit.shared_data import find_shared_data
 from tests import label_studio_server
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def find_shared_data() -> Path | None:
-    """../shared/data beside the checkout (as in CI), or $HOMESOUND_SHARED_DATA for a checkout elsewhere."""
-    configured = os.environ.get("HOMESOUND_SHARED_DATA")
-    candidate = Path(configured) if configured else REPO.parent / "shared" / "data"
-    return candidate if (candidate / "clips.csv").is_file() else None
 
 
 @pytest.fixture(scope="session")

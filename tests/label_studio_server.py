@@ -11,13 +11,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from homesound_testkit.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USERNAME = "tester@homesound.test"
@@ -35,13 +36,6 @@ def label_studio_venv() -> Path:
 def label_studio_executable() -> Path | None:
     executable = label_studio_venv() / "bin" / "label-studio"
     return executable if executable.exists() else None
-
-
-def free_port() -> int:
-    """A port nobody listens on now; Label Studio would silently move off a busy one."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)

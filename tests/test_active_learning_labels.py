@@ -193,7 +193,7 @@ def test_clips_are_cut_with_context_from_any_format_embed_reads(tmp_path, suffix
     assert cut_clip(recording, 15.0, 20.0, 1.0, tmp_path / "tail.wav") == pytest.approx((14.0, 20.0), abs=0.05)
     with pytest.raises(AudioDecodeError, match="beyond the recording's end"):
         cut_clip(recording, 30.0, 35.0, 1.0, tmp_path / "late.wav")
-    assert not list(tmp_path.glob("*.partial"))
+    assert not list(tmp_path.glob("*.part*"))
 
 
 def test_the_clip_picture_shows_where_the_sound_is_and_the_models_guess(tmp_path):
@@ -212,4 +212,4 @@ def test_the_clip_picture_shows_where_the_sound_is_and_the_models_guess(tmp_path
     guess = {"classes": list(CLASSES), "hop_seconds": 0.96, "start_seconds": 9.0,
              "probabilities": [[0.1, 0.7]] * 7, "thresholds": {"laughter": 0.5, "crying": 0.5}}
     picture = write_clip_picture(clip, tmp_path / "clip.png", 9.0, (10.0, 15.0), guess)
-    assert picture.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob("*.partial*"))
+    assert picture.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob("*.part*"))

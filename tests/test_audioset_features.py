@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from audioset_fetch.features import FeatureRecord, FeatureSourceError, MalformedRecord, read_features, source_size
-from tests.audioset_support import embedding_for, good_record, sequence_example, tar_folder, write_shard
+from homesound_testkit.audioset import embedding_for, good_record, sequence_example, tar_folder, write_shard
 
 FRAME = bytes(range(128))
 

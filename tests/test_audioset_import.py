@@ -16,7 +16,7 @@ from homesound.workspace import Workspace
 from homesound.workspace.audioset import EMBEDDER_ID, audioset_sequences, segment_counts
 from homesound.workspace.recordings import embedder_provenance
 from homesound.workspace.runs import list_runs
-from tests.audioset_support import (
+from homesound_testkit.audioset import (
     embedding_for,
     good_record,
     sequence_example,

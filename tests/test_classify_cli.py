@@ -141,7 +141,7 @@ def test_bidirectional_training_is_marked_offline_only(trained, tmp_path, capsys
 
 def test_audioset_segments_and_household_labels_train_one_detector(tmp_path, capsys):
     """Weak AudioSet segments (issue 4's store) and strong household labels in one workspace."""
-    from classify.synthetic import planted_sequences
+    from homesound_testkit.synthetic import planted_sequences
     from homesound.workspace import audioset
     from homesound.workspace.recordings import register_embedder
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import soundfile
 
-from classify.clip_assembly import FRAME_SAMPLES, HOP_SECONDS, SAMPLE_RATE, assemble
+from homesound_testkit.clip_assembly import FRAME_SAMPLES, HOP_SECONDS, SAMPLE_RATE, assemble
 from homesound.cli import main
 from homesound.workspace import Workspace
 from homesound.workspace.recordings import (
@@ -135,7 +135,7 @@ def test_detect_finds_planted_events_where_they_were_put(long_recording_case):
 
 def test_detect_refuses_a_model_trained_on_other_embeddings(long_recording_case, tmp_path, capsys):
     from classify.config import TrainConfig
-    from classify.synthetic import planted_sequences
+    from homesound_testkit.synthetic import planted_sequences
     from classify.training import train_detector
 
     _, recording, _, (checkpoint, pca), _ = long_recording_case

@@ -17,7 +17,7 @@ import pytest
 
 from classify.compatibility import IncompatibleEmbedderError, accept_embedder, official_pca_evidence
 from classify.detector import Detector
-from classify.synthetic import planted_sequences
+from homesound_testkit.synthetic import planted_sequences
 from homesound.cli import main
 from homesound.workspace import Workspace, audioset
 from homesound.workspace.recordings import register_embedder

@@ -10,7 +10,7 @@ from classify.config import ModelConfig, TrainConfig
 from classify.data import collate, encode, split_by_group
 from classify.detector import Detector
 from classify.metrics import average_precision
-from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
+from homesound_testkit.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
 from classify.training import (
     Predictions,
     calibrate,
@@ -172,7 +172,7 @@ def test_thresholds_are_calibrated_for_best_f1_or_a_target_precision():
 def test_model_file_round_trip(weak_detector, tmp_path):
     path = tmp_path / "models" / "detector.pt"
     digest = weak_detector.save(path)
-    assert len(digest) == 64 and not list(tmp_path.glob("models/*.partial"))
+    assert len(digest) == 64 and not list(tmp_path.glob("models/*.part*"))
     loaded = Detector.load(path, embedder_id=SYNTHETIC_EMBEDDER)
     probe = planted_sequences(3, seed=11)
     for sequence in probe:

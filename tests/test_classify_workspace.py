@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from classify.events import Event
-from classify.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
+from homesound_testkit.synthetic import SYNTHETIC_EMBEDDER, planted_sequences
 from homesound.workspace import Workspace
 from homesound.workspace.classify import (
     detected_contents,

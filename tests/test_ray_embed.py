@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from homesound.cli import main
-from tests.ray_local_cluster import LocalCluster
+from homesound_testkit.ray_local_cluster import LocalCluster
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The tests that use the cluster are slow: it takes ~20 s to start on 2 busy cores, and each job loads TensorFlow.

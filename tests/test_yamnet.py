@@ -368,7 +368,7 @@ def test_train_then_detect_on_yamnet_embeddings(tmp_path, yamnet_workspace, yamn
 
 @pytest.fixture(scope="module")
 def yamnet_detector(tmp_path_factory, shared_data, yamnet):
-    from tests.listen.support import load_clip, train_small_detector, training_clips, training_sequences
+    from homesound_testkit.listen import load_clip, train_small_detector, training_clips, training_sequences
 
     clips = training_clips(shared_data, per_label=15)
     embeddings = [embed_waveform(load_clip(clip, 16000), 16000, yamnet).embedding for clip in clips]
@@ -384,7 +384,7 @@ def test_hub_runtime_runs_yamnet_tflite_without_tensorflow_or_torch(tmp_path, ya
                                                                     shared_data, yamnet):
     from classify.detector import Detector
     from homesound_hub.bundle import load_hub
-    from tests.listen.support import HEAVY_MODULES, ListenProcess, household, hub_environment, pcm16
+    from homesound_testkit.listen import HEAVY_MODULES, ListenProcess, household, hub_environment, pcm16
 
     hub_dir = tmp_path / "hub"
     assert main(["export", "--model", str(yamnet_detector), "--hub", str(hub_dir), "--yamnet",

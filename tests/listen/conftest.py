@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.listen.support import (
+from homesound_testkit.listen import (
     RATE, Broker, Household, embed_clips, household, pcm16, train_small_detector, training_clips,
     training_sequences,
 )

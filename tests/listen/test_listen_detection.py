@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from homesound.cli import main
-from tests.listen.support import CLASSES, HEAVY_MODULES, ListenProcess, events_match, hub_environment
+from homesound_testkit.listen import CLASSES, HEAVY_MODULES, ListenProcess, events_match, hub_environment
 
 MIN_EVENT = "1.92"  # two seconds: single-second blips of the weak random-feature detector are not events
 

@@ -7,7 +7,7 @@ import json
 import signal
 import time
 
-from tests.listen.support import ListenProcess, Subscriber, hub_environment
+from homesound_testkit.listen import ListenProcess, Subscriber, hub_environment
 
 NODE = "nursery"
 STATE = f"homesound/{NODE}/crying/state"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from tests.listen.support import ListenProcess, events_match, hub_environment
+from homesound_testkit.listen import ListenProcess, events_match, hub_environment
 
 STDIN_ARGS = ["--source", "-", "--rate", "44100", "--format", "s16le"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.hardening_support import REPO, cli_command, run_cli
-from tests.listen.support import Subscriber, free_port
+from homesound_testkit.listen import Subscriber, free_port
 from tests.test_secrets import assert_nowhere
 
 

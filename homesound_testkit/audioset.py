@@ -1,4 +1,5 @@
-"""Test helpers for audioset_fetch: TFRecord shards in the release's schema."""
+"""AudioSet feature records and shards in the release's exact schema (TFRecord SequenceExamples in a
+.tar.gz), for the audioset_fetch tests and the import benchmark; never used by the product."""
 
 from __future__ import annotations
 

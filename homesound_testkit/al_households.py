@@ -1,8 +1,8 @@
 """Long household recordings with known event times, assembled from the real clips over the background beds.
 
-Used by benchmarks/al_simulation.py. A recording is a background bed (the two ~1-minute
-household beds in ../shared/data, cut into random stretches and joined with short cross-fades)
-with clips laid over it at known times: laughter and crying (the events) and household noises,
+For benchmarks/al_simulation.py; never used by the product. A recording is a background bed (the
+two ~1-minute household beds in ../shared/data, cut into random stretches and joined with short
+cross-fades) with clips laid over it at known times: laughter and crying (the events) and household noises,
 speech and room tone (hard negatives), each at a random level above the bed. Every 0.96 s frame
 then has an exact label (positive when at least half a hop of it overlaps an event's sound).
 

@@ -1,4 +1,5 @@
-"""Long recordings with exact ground truth, assembled from labeled clips (tests, benchmarks, simulations).
+"""Long recordings with exact ground truth, assembled from labeled clips, for the tests and benchmarks
+(never used by the product).
 
 Each clip is decoded, mixed to mono, resampled to 16 kHz and cut to whole 0.96 s embedding frames,
 then the clips are laid end to end. Every VGGish frame of the result lies inside one clip (its

@@ -1,4 +1,5 @@
-"""Real audio for the listen tests: a household recording with known event times, and a small detector.
+"""For the listen tests and benchmarks (never used by the product): a household recording of real clips
+with known event times, a small detector, `homesound listen` as a process, and a real MQTT broker.
 
 The detector is trained on embeddings of the shared clips computed with the RANDOM VGGish weights of
 the test fixtures (real weights need the internet). Random convolutional features do not recognise
@@ -25,6 +26,7 @@ from embed.params import VGGISH
 from embed.resample import StreamingResampler
 from homesound.frames import VGGISH_FRAMES, FrameSpec
 from homesound.sequences import LabeledSequence
+from homesound_testkit.ports import free_port
 
 CLASSES = ("crying", "laughter")
 RATE = 44100
@@ -172,7 +174,7 @@ def events_match(events: list[tuple[str, float, float]], truth: list[tuple[str, 
 
 # --- processes ----------------------------------------------------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 HEAVY_MODULES = ("tensorflow", "torch", "resampy", "numba", "tf_keras", "keras", "tensorflow_hub", "jax",
                  "pandas", "sklearn", "scipy", "matplotlib")
 
@@ -288,14 +290,6 @@ def pcm16(samples: np.ndarray) -> bytes:
 
 
 # --- a real MQTT broker ---------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Broker:

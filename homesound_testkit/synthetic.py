@@ -1,4 +1,5 @@
-"""Labeled sequences with planted, learnable events, for tests and benchmarks (no audio needed).
+"""Labeled sequences with planted, learnable events, for the tests and benchmarks (no audio needed; never
+used by the product).
 
 Background seconds are noise around the middle of the uint8 range; during an event of class c a
 fixed class-specific direction is added, so the per-second labels are learnable exactly where

@@ -1,5 +1,6 @@
-"""A real Ray cluster on this machine for the tests and benchmarks: a head node and worker nodes, each
-its own `ray start --block` process tree, so one node can be killed with -9 like a machine that fails.
+"""A real Ray cluster on this machine for the tests and benchmarks (never used by the product): a head
+node and worker nodes, each its own `ray start --block` process tree, so one node can be killed with -9
+like a machine that fails.
 
 Everything lives in one temporary folder (Ray's session files and logs); nothing touches the
 machine's default cluster (/tmp/ray) or other clusters running beside it, and `stop()` ends only
@@ -11,12 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from homesound_testkit.ports import free_port
 
 # Node deaths are noticed in ~2 s instead of Ray's default ~30 s, so a fault test does not wait long.
 FAST_FAILURE_DETECTION = {"RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "4",
@@ -25,19 +27,13 @@ OBJECT_STORE_BYTES = 256 << 20  # small: the tests move a few MB
 RAY = [sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.exit(main())"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class LocalCluster:
     def __init__(self, root: str | None = None):
         self.root = Path(root or tempfile.mkdtemp(prefix="homesound-ray-"))
         self.root.mkdir(parents=True, exist_ok=True)
         # Ray keeps its socket paths short; the session folder lives under a short name too.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="hsray", dir="/tmp"))
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen] = []
         self.killed: list[subprocess.Popen] = []
@@ -50,7 +46,7 @@ class LocalCluster:
         return {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
     def start_head(self, cpus: int = 1) -> None:
-        self._start("head", ["--head", "--port", str(self.port), "--ray-client-server-port", str(_free_port()),
+        self._start("head", ["--head", "--port", str(self.port), "--ray-client-server-port", str(free_port()),
                              "--include-dashboard", "false"], cpus)
         self.wait_for_nodes(1)
 
