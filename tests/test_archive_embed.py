@@ -42,9 +42,12 @@ def embed_args(inputs, workspace, vggish_files, *extra):
 
 
 def snapshot(workspace):
-    """(recordings {path: (status, sha256, run_id)}, embeddings {sha256: bytes}), read-only."""
+    """(recordings {path: (status, sha256, run_id)}, embeddings {sha256: bytes}), read-only; a workspace killed
+    before its tables were created (one transaction) is empty."""
     with closing(sqlite3.connect(f"file:{workspace}?mode=ro", uri=True)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name='recordings'").fetchone():
+            return {}, {}
         rows = {path: (status, sha, run) for path, status, sha, run in
                 db.execute("SELECT path, status, content_sha256, run_id FROM recordings")}
         embeddings = {}
