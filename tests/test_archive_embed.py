@@ -42,9 +42,12 @@ def embed_args(inputs, workspace, vggish_files, *extra):
 
 
 def snapshot(workspace):
-    """(recordings {path: (status, sha256, run_id)}, embeddings {sha256: bytes}), read-only."""
+    """(recordings {path: (status, sha256, run_id)}, embeddings {sha256: bytes}), read-only; a workspace killed
+    before its tables were created (one transaction) is empty."""
     with closing(sqlite3.connect(f"file:{workspace}?mode=ro", uri=True)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name='recordings'").fetchone():
+            return {}, {}
         rows = {path: (status, sha, run) for path, status, sha, run in
                 db.execute("SELECT path, status, content_sha256, run_id FROM recordings")}
         embeddings = {}
@@ -328,3 +331,26 @@ def test_a_crashed_decoder_costs_its_files_not_the_job(tmp_path, clips, vggish_f
     rows, embeddings = snapshot(workspace)
     assert all(status == "embedded" for status, _, _ in rows.values())
     assert len(embeddings[rows[str(archive / "long.wav")][1]]) == 52 * 128  # (50 s * 16000 - 240) // 15360
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_job_and_its_run_says_interrupted_with_what_it_did(tmp_path, clips, vggish_files):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for index, source in enumerate(clips.groupby("format").head(2)["file"]):
+        shutil.copy(source, archive / f"{index:02d}_{os.path.basename(source)}")
+    noise = np.random.default_rng(0).uniform(-0.3, 0.3, (16000 * 300, 1))
+    soundfile.write(archive / "long.wav", noise, 16000)  # still being embedded when the signal comes
+    workspace = tmp_path / "home.db"
+    command = [sys.executable, "-m", "homesound.cli", *embed_args([archive], workspace, vggish_files)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while count_rows(workspace) < 1 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()[1][-3000:]
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-3000:]
+    with closing(sqlite3.connect(workspace)) as db:
+        [(status, summary)] = db.execute("SELECT status, summary_json FROM runs").fetchall()
+    assert status == "interrupted" and json.loads(summary)["embedded"] >= 1
