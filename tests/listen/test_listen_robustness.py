@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from homesound_testkit.listen import ListenProcess, events_match, hub_environment
+from homesound_testkit.listen import RATE, ListenProcess, events_match, hub_environment
 
 STDIN_ARGS = ["--source", "-", "--rate", "44100", "--format", "s16le"]
 
@@ -189,3 +189,32 @@ def test_events_go_to_a_webhook_and_into_the_workspace_as_clips(hub_dir, househo
         again = np.stack([hop.embedding for hop in hops])
         assert again.shape == embedding.embedding.shape
         assert np.mean(again == embedding.embedding) > 0.99
+
+
+def test_the_listen_job_runs_in_any_thread_and_stops_when_its_caller_says(hub_dir, household_audio):
+    """homesound_hub.jobs.listen as a library call: from a worker thread (where Python allows no signal
+    handlers, so the process's own are left alone) it listens until the caller's stop event is set."""
+    import io
+    import time
+
+    from homesound_hub.jobs import ListenConfig, listen
+    from homesound_hub.sources import SourceOptions
+
+    config = ListenConfig(hub=str(hub_dir), source=str(household_audio.path), audio=SourceOptions(realtime=True))
+    out, stop, results = io.StringIO(), threading.Event(), []
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    worker = threading.Thread(target=lambda: results.append(listen(config, out=out, stop=stop)))
+    worker.start()
+    deadline = time.monotonic() + 120
+    while '"connected"' not in out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)  # a few hops at real time
+    stop.set()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and results, "the listen job did not stop when told"
+    [result] = results
+    assert result.summary.exit_status == "stopped" and result.run_id is None and not result.undelivered
+    assert 0 < result.summary.seconds < len(household_audio.pcm) / 2 / RATE / 2  # stopped well before the end
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [record["status"] for record in records if record["type"] == "status"] == ["connected"]
+    assert {number: signal.getsignal(number) for number in handlers} == handlers
