@@ -23,6 +23,7 @@ from active_learning.loop import picks_table, queue_ranking, rank_workspace
 from active_learning.round_trip import PullSummary, PushSummary
 from classify.config import ModelConfig, TrainConfig
 from homesound.errors import HomesoundError
+from homesound.output_files import write_table
 from homesound.workspace import Workspace
 from homesound.workspace import active_learning as queue
 from homesound.workspace.runs import RunStatus, recorded
@@ -106,7 +107,7 @@ def rank(job: RankJob) -> RankResult:
         ranking = rank_workspace(workspace, detector, job.request, progress=job.progress)
         table = picks_table(ranking.picks, tuple(detector.classes))
         if job.out is not None:
-            write_table(table, Path(job.out))
+            write_table(table, job.out, what="ranking table")
         model_id, queued = None, 0
         if run is not None:
             model_id = _register(workspace, job.model, detector)
@@ -114,14 +115,6 @@ def rank(job: RankJob) -> RankResult:
             run.summary = {"picks": len(ranking.picks), "queued": queued, "model_id": model_id}
     return RankResult(table, tuple(detector.classes), ranking.recordings, ranking.candidate_seconds, queued,
                       model_id, None if run is None else run.id)
-
-
-def write_table(table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".csv":
-        table.to_csv(path, index=False)
-    else:
-        table.to_parquet(path, index=False)
 
 
 def push(job: PushJob, server: LabelStudio) -> PushSummary:

@@ -19,12 +19,10 @@ Unreadable-file kinds need either a non-root user or util-linux's setpriv (root 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import socket
 import sqlite3
-import stat
 import struct
 import subprocess
 import sys

@@ -184,6 +184,9 @@ def run_detect(args: argparse.Namespace) -> int:
     if bool(args.files) == bool(args.workspace):
         raise HomesoundError("give audio files or --workspace home.db (one of them)")
     outputs = DetectionOutputs(events=args.out, probabilities=args.probabilities, timeline=args.timeline)
+    def report_failure(path: str, reason: str) -> None:
+        print(f"homesound detect: skipped {path}: {reason}", file=sys.stderr)
+
     if args.workspace:
         result = detect_in_workspace(DetectInWorkspaceJob(
             workspace=args.workspace, model=args.model, outputs=outputs, events=event_settings(args)))
@@ -192,9 +195,7 @@ def run_detect(args: argparse.Namespace) -> int:
         events = event_settings(args)
         result = detect_in_files(DetectInFilesJob(
             files=tuple(args.files), model=args.model, outputs=outputs, events=events,
-            embedder=embedder_config_from_args(args, default_model=detector.frames.model)), detector)
-    for path, reason in result.failures:
-        print(f"homesound detect: skipped {path}: {reason}", file=sys.stderr)
+            embedder=embedder_config_from_args(args, default_model=detector.frames.model)), detector, report_failure)
     counts = ", ".join(f"{label}: {n}" for label, n in result.events_per_class.items())
     print(f"{len(result.detections)} recordings ({result.hours:.2f} h): {counts} events -> {args.out}")
     if result.failures:

@@ -123,10 +123,12 @@ def detect_in_workspace(job: DetectInWorkspaceJob) -> DetectResult:
     return _written(detections, detector, job.outputs, run_id=run.id)
 
 
-def detect_in_files(job: DetectInFilesJob, detector=None) -> DetectResult:
-    """Embed each file and detect in it; a file that cannot be read is reported in the result's failures and
-    the job goes on with the rest. `detector` is job.model already loaded, where the caller has it (the
-    command line loads it to choose the embedder the detector was trained on)."""
+def detect_in_files(job: DetectInFilesJob, detector=None,
+                    on_failure: Callable[[str, str], None] | None = None) -> DetectResult:
+    """Embed each file and detect in it; a file that cannot be read is reported in the result's failures (and
+    to `on_failure(path, reason)` at once, so a long list shows it while going on) and the job goes on with
+    the rest. `detector` is job.model already loaded, where the caller has it (the command line loads it
+    to choose the embedder the detector was trained on)."""
     from tqdm.auto import tqdm
 
     from classify.detector import load_detector
@@ -144,6 +146,8 @@ def detect_in_files(job: DetectInFilesJob, detector=None) -> DetectResult:
             embeddings = embed_file(name, embedder)
         except AudioDecodeError as error:
             failures.append((error.path, error.reason))
+            if on_failure is not None:
+                on_failure(error.path, error.reason)
             continue
         embedding = pick_input(detector, embedding=embeddings.embedding, raw_embedding=embeddings.raw_embedding,
                                class_scores=embeddings.class_scores, what=str(name))

@@ -12,7 +12,7 @@ from classify.config import EventSettings
 from classify.detector import Detector
 from classify.events import Event, extract_events
 from homesound.errors import HomesoundError
-from homesound.output_files import atomic_output
+from homesound import output_files
 
 EVENT_COLUMNS = (
     "recording", "content_sha256", "label", "start", "end", "duration", "peak_probability", "mean_probability",
@@ -89,17 +89,8 @@ def write_events(table, path: str | Path) -> Path:
 
 
 def write_table(table, path: str | Path) -> Path:
-    """Atomically write a table as .csv, .json or .parquet (by the extension)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    with atomic_output(path) as partial:
-        if suffix == ".csv":
-            table.to_csv(partial, index=False, float_format="%.3f")
-        elif suffix == ".json":
-            table.to_json(partial, orient="records", indent=2, double_precision=4)
-        else:
-            table.to_parquet(partial, index=False)
-    return path
+    """Events and probabilities to three decimals in CSV (a second is 0.96 s: more digits say nothing)."""
+    return output_files.write_table(table, path, what="detections", csv_float_format="%.3f", json_precision=4)
 
 
 def events_per_class(detections: Sequence[RecordingDetection], classes: Sequence[str]) -> dict[str, int]:

@@ -93,7 +93,7 @@ def embed_files(config: EmbedFilesConfig,
         else:
             scores = {} if result.class_scores is None else {
                 "class_scores": result.class_scores, "class_names": np.array(result.class_names)}
-            with atomic_output(target, suffix=".part.npz", what="embeddings") as partial:
+            with atomic_output(target, what="embeddings") as partial:
                 np.savez(partial, embedding=result.embedding, raw_embedding=result.raw_embedding,
                          start_seconds=result.start_seconds, embedder_id=np.array(result.embedder_id),
                          provenance=np.array(json.dumps(result.provenance, sort_keys=True)),

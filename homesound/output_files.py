@@ -72,14 +72,13 @@ def partial_path(target: str | os.PathLike) -> Path:
 
 
 @contextmanager
-def atomic_output(path: str | os.PathLike, *, what: str = "output", suffix: str | None = None) -> Iterator[Path]:
+def atomic_output(path: str | os.PathLike, *, what: str = "output") -> Iterator[Path]:
     """`with atomic_output(out) as partial: write(partial)`: out appears only when complete.
 
-    Raises HomesoundError naming `what` and the fix when the file cannot be written. `suffix`
-    (replacing the partial name's ending) is kept only for the caller that still passes one.
+    Raises HomesoundError naming `what` and the fix when the file cannot be written.
     """
     target = check_output_file(path, what)
-    partial = partial_path(target) if suffix is None else target.with_name(target.name + suffix)
+    partial = partial_path(target)
     try:
         yield partial
         os.replace(partial, target)
@@ -91,6 +90,21 @@ def atomic_output(path: str | os.PathLike, *, what: str = "output", suffix: str 
         if isinstance(error, OSError):
             raise output_error(target, error, what) from None
         raise
+
+
+def write_table(table, path: str | os.PathLike, *, what: str = "table", csv_float_format: str | None = None,
+                json_precision: int = 10) -> Path:
+    """Write a pandas table as .csv, .json or anything else as .parquet (by the extension), whole or not at all."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    with atomic_output(target, what=what) as partial:
+        if suffix == ".csv":
+            table.to_csv(partial, index=False, float_format=csv_float_format)
+        elif suffix == ".json":
+            table.to_json(partial, orient="records", indent=2, double_precision=json_precision)
+        else:
+            table.to_parquet(partial, index=False)
+    return target
 
 
 def _read_only_filesystem(folder: Path) -> bool:
