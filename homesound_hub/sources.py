@@ -24,7 +24,8 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-from embed.audio_io import FFMPEG_HINT, AudioReader, check_audio_format
+from embed.audio_io import FFMPEG_HINT, AudioReader, check_audio_format, finite_mono
+from embed.pipeline import put_until_stopped
 from homesound.backoff import Backoff
 from homesound.errors import AudioDecodeError, HomesoundError
 from homesound.redact import redact_text, redact_url, url_secrets
@@ -96,12 +97,8 @@ class PcmDecoder:
         self._pending = data[usable:]
         if not usable:
             return np.zeros(0)
-        samples = self._samples(data[:usable]).reshape(-1, self.channels)
-        mono = samples.mean(axis=1) if self.channels > 1 else samples[:, 0]
-        finite = np.isfinite(mono)
-        if not finite.all():
-            self.nonfinite_samples += int((~finite).sum())
-            mono = np.where(finite, mono, 0.0)
+        mono, zeroed = finite_mono(self._samples(data[:usable]).reshape(-1, self.channels))
+        self.nonfinite_samples += zeroed
         return mono
 
     def leftover_bytes(self) -> int:
@@ -622,12 +619,7 @@ class SourceReader:
             return False
 
     def _put(self, item) -> None:
-        while not self._stop.is_set():
-            try:
-                self._items.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+        put_until_stopped(self._items, item, self._stop)
 
     def _close_stream(self) -> None:
         with self._stream_lock:

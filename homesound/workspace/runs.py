@@ -61,23 +61,23 @@ class RecordedRun:
 def recorded(workspace: Workspace, command: str, config: Any) -> Iterator[RecordedRun]:
     """Record `command` with its configuration for as long as the block runs: completed (or what the job
     set), failed with the error, or interrupted by Ctrl-C or a stop signal; the exception goes on."""
-    run = RecordedRun(start_run(workspace, command, config))
+    run = RecordedRun(_start_run(workspace, command, config))
     try:
         yield run
     except KeyboardInterrupt:  # homesound.cli.Stopped (SIGTERM, SIGHUP) is one too
-        finish_run(workspace, run.id, RunStatus.INTERRUPTED, _summary(run))
+        _finish_run(workspace, run.id, RunStatus.INTERRUPTED, _summary(run))
         raise
     except BaseException as error:
-        finish_run(workspace, run.id, RunStatus.FAILED, {**(_summary(run) or {}), "error": str(error)})
+        _finish_run(workspace, run.id, RunStatus.FAILED, {**(_summary(run) or {}), "error": str(error)})
         raise
-    finish_run(workspace, run.id, run.status, _summary(run))
+    _finish_run(workspace, run.id, run.status, _summary(run))
 
 
 def _summary(run: RecordedRun) -> Mapping[str, Any] | None:
     return run.summary() if callable(run.summary) else run.summary
 
 
-def start_run(workspace: Workspace, command: str, config: Any) -> int:
+def _start_run(workspace: Workspace, command: str, config: Any) -> int:
     with workspace.transaction() as db:
         cursor = db.execute(
             "INSERT INTO runs(command, config_json, package_version, started_at, status) VALUES (?, ?, ?, ?, ?)",
@@ -86,7 +86,7 @@ def start_run(workspace: Workspace, command: str, config: Any) -> int:
         return int(cursor.lastrowid)
 
 
-def finish_run(workspace: Workspace, run_id: int, status: RunStatus, summary: Any = None) -> None:
+def _finish_run(workspace: Workspace, run_id: int, status: RunStatus, summary: Any = None) -> None:
     with workspace.transaction() as db:
         db.execute(
             "UPDATE runs SET finished_at=?, status=?, summary_json=? WHERE id=?",
