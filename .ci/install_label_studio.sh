@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Label Studio server into its own virtualenv, apart from homesound's environment:
 # the server pins its own Django, numpy and pandas, which must not leak into ours.
-# The tests (tests/label_studio_server.py) look for it at $LABEL_STUDIO_VENV, else
+# The tests (homesound_testkit/label_studio_server.py) look for it at $LABEL_STUDIO_VENV, else
 # <repo>/.venv-label-studio. Idempotent: a venv that already has this version is kept.
 #
 #   .ci/install_label_studio.sh            # ~100 s and ~1 GB the first time

@@ -264,7 +264,7 @@ def build_households(recipe: HouseholdRecipe, data: Path, model: Path, cache_dir
         households.append(Household(key, embedded.raw_embedding.astype(np.float16),
                                     embedded.class_scores.astype(np.float16), truth, heard))
         if progress:
-            progress(len(embedding) * HOP_SECONDS)
+            progress(len(embedded) * HOP_SECONDS)
     cache_dir.mkdir(parents=True, exist_ok=True)
     arrays = {"keys": np.array([h.key for h in households])}
     for h in households:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from homesound_testkit.shared_data import find_shared_data
-from tests import label_studio_server
+from homesound_testkit import label_studio_server
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -38,6 +38,15 @@ def vggish_files(tmp_path_factory):
     from embed.random_weights import write_random_vggish
 
     return write_random_vggish(tmp_path_factory.mktemp("vggish"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def local_hub(vggish_files):
+    """The random VGGish SavedModel served like a TF Hub handle on 127.0.0.1."""
+    from homesound_testkit.tf_hub import serve_savedmodel
+
+    with serve_savedmodel(vggish_files.savedmodel) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,8 @@ from homesound.workspace import Workspace
 from homesound.workspace import active_learning as queue
 from homesound.workspace.classify import register_model
 from homesound.workspace.training_data import strong_label_summary
-from tests import label_studio_server
-from tests.active_learning_support import household_recording
+from homesound_testkit import label_studio_server
+from homesound_testkit.active_learning import household_recording
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("laughter", "crying")

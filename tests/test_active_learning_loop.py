@@ -21,7 +21,7 @@ from homesound.workspace.recordings import (
     save_recording,
 )
 from homesound.workspace.training_data import strong_label_summary
-from tests.active_learning_support import household_recording
+from homesound_testkit.active_learning import household_recording
 
 CLASSES = ("laughter", "crying")
 SCENES = (

@@ -17,7 +17,7 @@ from homesound.workspace.classify import get_model
 from homesound.workspace.recordings import list_recordings
 from homesound.workspace.runs import list_runs
 from homesound.workspace.training_data import StrongLabel, split_of_recording, upsert_strong_labels
-from tests.active_learning_support import household_recording
+from homesound_testkit.active_learning import household_recording
 
 CLASSES = ("laughter", "crying")
 SCENES = (

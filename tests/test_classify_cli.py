@@ -13,7 +13,7 @@ from homesound.workspace import Workspace
 from homesound.workspace.classify import list_detections, list_models
 from homesound.workspace.runs import list_runs
 from homesound.workspace.training_data import split_of_recording
-from tests.classify_helpers import planted_workspace
+from homesound_testkit.workspaces import planted_workspace
 
 TRAIN_FAST = ["--epochs", "15", "--patience", "15", "--quiet",
               "--hidden-size", "32", "--projection-size", "32"]

@@ -29,7 +29,7 @@ from homesound.workspace.training_data import (
     strong_label_summary,
     upsert_strong_labels,
 )
-from tests.classify_helpers import content_hash, planted_workspace
+from homesound_testkit.workspaces import content_hash, planted_workspace
 
 
 def fake_audioset_provider(workspace, split=None):

@@ -1,9 +1,6 @@
 """Embeddings: three VGGish sources agree, block-wise equals whole-file, AudioSet post-processing."""
 
-import functools
 import http.server
-import io
-import tarfile
 import threading
 
 import numpy as np
@@ -64,37 +61,6 @@ def test_released_v1_checkpoint_format(tmp_path, vggish_files, checkpoint_embedd
         embed_waveform(waveform, 16000, embedder).raw_embedding,
         embed_waveform(waveform, 16000, checkpoint_embedder).raw_embedding,
     )
-
-
-class _HubServer(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        self.server.requests.append(self.path)
-        if not self.path.startswith("/google/vggish/1?tf-hub-format=compressed"):
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-tar")
-        self.send_header("Content-Length", str(len(self.server.archive)))
-        self.end_headers()
-        self.wfile.write(self.server.archive)
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def local_hub(vggish_files):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:  # Hub serves tar.gz; plain tar is quicker here
-        for item in sorted(vggish_files.savedmodel.rglob("*")):
-            archive.add(item, arcname=str(item.relative_to(vggish_files.savedmodel)), recursive=False)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HubServer)
-    server.archive, server.requests = buffer.getvalue(), []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def test_hub_handle_downloads_once_into_tfhub_cache(tmp_path, monkeypatch, local_hub, vggish_files,

@@ -18,7 +18,7 @@ from embed.audio_io import AudioReader, read_mono
 from homesound_hub.sources import PcmSource, SourceError, SourceOptions, iterate_blocks, open_source
 from homesound.cli import main
 from homesound.errors import AudioDecodeError, HomesoundError
-from tests.hardening_support import REPO, assert_one_clear_error, fill_disk, mounted, run_cli
+from homesound_testkit.hardening import REPO, assert_one_clear_error, fill_disk, mounted, run_cli
 
 RATE = 44100
 

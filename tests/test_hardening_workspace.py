@@ -18,7 +18,7 @@ import pytest
 
 from homesound.cli import main
 from homesound.workspace import Workspace
-from tests.hardening_support import REPO, assert_one_clear_error, cli_command, fill_disk, mounted, run_cli
+from homesound_testkit.hardening import REPO, assert_one_clear_error, cli_command, fill_disk, mounted, run_cli
 
 
 @pytest.fixture(scope="module")

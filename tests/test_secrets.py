@@ -6,25 +6,11 @@ from __future__ import annotations
 import logging
 import socket
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
 from homesound.redact import RedactingFilter, redact_text, redact_url, strip_credentials, url_secrets
-from tests.hardening_support import assert_one_clear_error, run_cli
-
-
-def assert_nowhere(secrets: list[str], texts: list[str], files: list[Path]) -> None:
-    """Neither the secret nor its percent-encoded form in any text or any file (bytes, WAL included)."""
-    forms = {form for secret in secrets for form in (secret, quote(secret, safe=""))}
-    for text in texts:
-        for form in forms:
-            assert form not in text, f"{form!r} leaked into: {text[max(0, text.find(form) - 200):][:400]}"
-    for path in files:
-        if path.exists():
-            data = path.read_bytes()
-            for form in forms:
-                assert form.encode() not in data, f"{form!r} leaked into {path}"
+from homesound_testkit.hardening import assert_nowhere, run_cli
 
 
 def dead_port() -> int:
@@ -96,7 +82,7 @@ def test_a_failing_webhook_logs_no_secret_id(caplog):
 def test_label_studio_url_credentials_are_dropped_and_never_shown_or_stored(label_studio, shared_data, tmp_path):
     from homesound.workspace import Workspace
     from homesound.workspace import active_learning as queue
-    from tests.active_learning_support import household_recording
+    from homesound_testkit.active_learning import household_recording
 
     recording = label_studio.document_root / "recordings" / "secrets.flac"
     household_recording(shared_data, recording, ("silence", "crying", "laughter"))

@@ -16,7 +16,6 @@ from embed.random_weights import random_weights, write_checkpoint
 from embed.torch_weights import SUFFIX, cache_path, find_converted
 from embed.embedder import EmbedderConfig, load_embedder
 from homesound.cli import main
-from tests.test_embed import local_hub  # noqa: F401 (the stand-in TF Hub server fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCK_TENSORFLOW = textwrap.dedent("""

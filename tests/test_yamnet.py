@@ -24,7 +24,7 @@ from embed.pipeline import embed_file, embed_waveform, waveform_chunks
 from homesound.cli import main
 from homesound.errors import ModelSourceError, ProvenanceMismatchError
 from homesound.frames import YAMNET_FRAMES
-from tests.yamnet_support import write_random_yamnet_savedmodel
+from homesound_testkit.yamnet import write_random_yamnet_savedmodel
 
 REPO = Path(__file__).resolve().parents[1]
 CRYING_CLASSES = {"Crying, sobbing", "Baby cry, infant cry"}

@@ -23,7 +23,7 @@ from homesound.workspace import Workspace
 from homesound.workspace.classify import list_detections
 from homesound.workspace.recordings import StoredEmbedding, register_embedder, save_recording
 from homesound.workspace.training_data import split_of_group
-from tests.classify_helpers import content_hash
+from homesound_testkit.workspaces import content_hash
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_detect_refuses_a_bad_probabilities_name(yamnet_workspace, tmp_path, cap
 
 
 def test_zero_shot_needs_class_scores(tmp_path, capsys):
-    from tests.classify_helpers import planted_workspace
+    from homesound_testkit.workspaces import planted_workspace
 
     workspace = tmp_path / "vggish.db"
     planted_workspace(workspace, recordings=12, seconds=5)
@@ -209,7 +209,7 @@ def test_train_zero_shot_calibrates_on_imported_labels_and_evaluates(yamnet_work
 
 
 def test_train_with_a_target_false_positive_rate(tmp_path):
-    from tests.classify_helpers import planted_workspace
+    from homesound_testkit.workspaces import planted_workspace
 
     workspace = tmp_path / "home.db"
     planted_workspace(workspace, recordings=24, seconds=20)

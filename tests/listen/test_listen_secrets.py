@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening_support import REPO, cli_command, run_cli
+from homesound_testkit.hardening import REPO, assert_nowhere, cli_command, run_cli
 from homesound_testkit.listen import Subscriber, free_port
-from tests.test_secrets import assert_nowhere
 
 
 class Unauthorized(BaseHTTPRequestHandler):

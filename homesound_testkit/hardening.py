@@ -9,6 +9,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -77,3 +78,16 @@ def fill_disk(folder: Path, leave_bytes: int = 0) -> None:
                 out.flush()
         except OSError:
             pass
+
+
+def assert_nowhere(secrets: list[str], texts: list[str], files: list[Path]) -> None:
+    """Neither the secret nor its percent-encoded form in any text or any file (bytes, WAL included)."""
+    forms = {form for secret in secrets for form in (secret, quote(secret, safe=""))}
+    for text in texts:
+        for form in forms:
+            assert form not in text, f"{form!r} leaked into: {text[max(0, text.find(form) - 200):][:400]}"
+    for path in files:
+        if path.exists():
+            data = path.read_bytes()
+            for form in forms:
+                assert form.encode() not in data, f"{form!r} leaked into {path}"
