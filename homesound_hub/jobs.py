@@ -100,9 +100,6 @@ def listen(config: ListenConfig, *, out: TextIO | None = None, progress: Progres
     main thread: Python lets no other thread set signal handlers), writing events as JSON lines to `out`
     (default stdout) and to every configured output. Raises ListenError, with the summary, when the source
     fails for good."""
-    # numpy's BLAS threads would fight VGGish for the cores over matrices too small to gain from them
-    # (3-4x slower on two busy cores); set before numpy is first imported, a user's own setting wins.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from classify.stream import LiveDetector
     from homesound_hub.listen import JsonLinesSink, Listener
     from homesound_hub.sources import SourceReader, open_source
@@ -129,7 +126,7 @@ def listen(config: ListenConfig, *, out: TextIO | None = None, progress: Progres
         if clip_run is not None:
             clip_run.run.summary = lambda: clip_run.summary(listener.summary)
         stop = stop or threading.Event()
-        with _stopped_by_signals(stop):
+        with _stopped_by_signals(stop), single_blas_thread():
             summary = listener.run(stop)
         if summary.exit_status == "error":
             raise ListenError(summary)  # inside the run: it is recorded as failed, with the summary so far
@@ -164,6 +161,20 @@ def _clip_run(config: ListenConfig, source: str, runtime: _Runtime) -> Iterator[
                                          embedder_provenance=runtime.embedder.provenance,
                                          frames=runtime.embedder.frames, class_names=runtime.embedder.class_names,
                                          run_id=run.id))
+
+
+@contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """numpy's BLAS threads would fight the embedder for the cores over matrices too small to gain from them
+    (3-4x slower on two busy cores). numpy is loaded long before listening starts, so an environment
+    variable set now would do nothing: the running BLAS is limited instead. A user's own setting wins."""
+    if any(name in os.environ for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 @contextmanager

@@ -262,3 +262,23 @@ def test_export_kinds_are_mutually_exclusive(tmp_path, capsys):
     assert "--hub needs --model" in capsys.readouterr().err
     assert main(["export", "--out", str(tmp_path / "x.parquet")]) == 2
     assert "--out needs --workspace" in capsys.readouterr().err
+
+
+def test_listening_runs_numpy_blas_on_one_thread(monkeypatch):
+    """numpy is loaded before listen starts, so only limiting the running BLAS works; a user's setting wins."""
+    from threadpoolctl import threadpool_info
+
+    from homesound_hub.jobs import single_blas_thread
+
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    if not blas or all(pool["num_threads"] == 1 for pool in blas):
+        pytest.skip("numpy's BLAS runs one thread here already")
+    before = [pool["num_threads"] for pool in blas]
+    with single_blas_thread():
+        assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
+    assert [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"] == before
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    with single_blas_thread():
+        assert [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"] == before
