@@ -10,13 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-HANDLE_PATH = "/google/vggish/1"
-
-
 class _HubHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (http.server's name)
         self.server.requests.append(self.path)
-        if not self.path.startswith(f"{HANDLE_PATH}?tf-hub-format=compressed"):
+        if not self.path.startswith(f"{self.server.handle_path}?tf-hub-format=compressed"):
             self.send_error(404)
             return
         self.send_response(200)
@@ -30,14 +27,15 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve_savedmodel(savedmodel: Path) -> Iterator[http.server.ThreadingHTTPServer]:
-    """A server whose `requests` lists what was asked; the handle is http://127.0.0.1:PORT/google/vggish/1."""
+def serve_savedmodel(savedmodel: Path, handle_path: str = "/google/vggish/1"
+                     ) -> Iterator[http.server.ThreadingHTTPServer]:
+    """A server whose `requests` lists what was asked; the handle is http://127.0.0.1:PORT<handle_path>."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:  # Hub serves tar.gz; plain tar is quicker here
         for item in sorted(Path(savedmodel).rglob("*")):
             archive.add(item, arcname=str(item.relative_to(savedmodel)), recursive=False)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HubHandler)
-    server.archive, server.requests = buffer.getvalue(), []
+    server.archive, server.requests, server.handle_path = buffer.getvalue(), [], handle_path
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -3,14 +3,10 @@ export, a train -> detect round in a workspace, and the hub runtime without Tens
 
 from __future__ import annotations
 
-import http.server
-import io
 import json
 import signal
 import subprocess
 import sys
-import tarfile
-import threading
 import time
 from pathlib import Path
 
@@ -24,6 +20,7 @@ from embed.pipeline import embed_file, embed_waveform, waveform_chunks
 from homesound.cli import main
 from homesound.errors import ModelSourceError, ProvenanceMismatchError
 from homesound.frames import YAMNET_FRAMES
+from homesound_testkit.tf_hub import serve_savedmodel
 from homesound_testkit.yamnet import write_random_yamnet_savedmodel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,22 +103,6 @@ def yamnet_savedmodel(tmp_path_factory, yamnet):
     return write_random_yamnet_savedmodel(tmp_path_factory.mktemp("yamnet") / "savedmodel", list(yamnet.class_names))
 
 
-class _HubServer(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        self.server.requests.append(self.path)
-        if not self.path.startswith("/google/yamnet/1?tf-hub-format=compressed"):
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-tar")
-        self.send_header("Content-Length", str(len(self.server.archive)))
-        self.end_headers()
-        self.wfile.write(self.server.archive)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.mark.slow
 def test_savedmodel_with_the_hub_signature_gives_every_other_patch(yamnet_savedmodel, yamnet):
     embedder = load_embedder(config=EmbedderConfig(model="yamnet", source=str(yamnet_savedmodel)))
@@ -139,14 +120,7 @@ def test_savedmodel_with_the_hub_signature_gives_every_other_patch(yamnet_savedm
 
 @pytest.mark.slow
 def test_hub_handle_downloads_once_into_tfhub_cache(tmp_path, monkeypatch, yamnet_savedmodel):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for item in sorted(yamnet_savedmodel.rglob("*")):
-            archive.add(item, arcname=str(item.relative_to(yamnet_savedmodel)), recursive=False)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HubServer)
-    server.archive, server.requests = buffer.getvalue(), []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serve_savedmodel(yamnet_savedmodel, "/google/yamnet/1") as server:
         monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "hub-cache"))
         monkeypatch.setenv("HOMESOUND_YAMNET", f"http://127.0.0.1:{server.server_port}/google/yamnet/1")
         waveform = np.random.default_rng(4).uniform(-0.5, 0.5, 16000 * 3)
@@ -160,9 +134,6 @@ def test_hub_handle_downloads_once_into_tfhub_cache(tmp_path, monkeypatch, yamne
         assert first.provenance["source_kind"] == "hub" and first.embedder_id.startswith("yamnet-hub-")
         with pytest.raises(ModelSourceError, match="cannot fetch YAMNet"):
             load_embedder(config=EmbedderConfig(model="yamnet", source=f"http://127.0.0.1:{server.server_port}/no/1"))
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --- the archive job, export ------------------------------------------------------------------------------
