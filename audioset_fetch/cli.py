@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from audioset_fetch.config import ImportConfig
+from audioset_fetch.config import ROLES, SPLITS, ImportConfig
 from audioset_fetch.jobs import ClipsJob, DownloadJob
 from homesound.config_defaults import default_of
 from homesound.errors import HomesoundError
@@ -59,8 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     clips = commands.add_parser("clips", help="fetch the audio of selected segments with yt-dlp + ffmpeg (optional)")
     clips.add_argument("--selection", required=True, help="CSV written by `homesound audioset select`")
     clips.add_argument("--dest", required=True, help="folder for the WAV files and clips_report.csv")
-    clips.add_argument("--split", choices=("train", "eval"), help="only this split")
-    clips.add_argument("--role", choices=("positive", "hard_negative", "random_negative"), help="only this role")
+    clips.add_argument("--split", choices=SPLITS, help="only this split")
+    clips.add_argument("--role", choices=ROLES, help="only this role")
     clips.add_argument("--target", help="only positives of this target")
     clips.add_argument("--limit", type=int, help="at most this many segments")
     timeout = default_of(ClipsJob, "timeout_seconds")

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+SPLITS = ("train", "eval")
+ROLE_POSITIVE = "positive"
+ROLE_HARD_NEGATIVE = "hard_negative"
+ROLE_RANDOM_NEGATIVE = "random_negative"
+ROLES = (ROLE_POSITIVE, ROLE_HARD_NEGATIVE, ROLE_RANDOM_NEGATIVE)
+
 
 @dataclass(frozen=True)
 class ImportConfig:

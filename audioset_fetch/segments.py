@@ -25,14 +25,11 @@ import numpy as np
 import pandas as pd
 
 from audioset_fetch.ontology import Ontology
+from audioset_fetch.config import ROLE_HARD_NEGATIVE, ROLE_POSITIVE, ROLE_RANDOM_NEGATIVE, SPLITS
 from audioset_fetch.targets import SelectionConfig, TargetMapping, resolve_hard_negatives, resolve_targets
 from homesound.errors import HomesoundError
 from homesound.output_files import atomic_output
 
-SPLITS = ("train", "eval")
-ROLE_POSITIVE = "positive"
-ROLE_HARD_NEGATIVE = "hard_negative"
-ROLE_RANDOM_NEGATIVE = "random_negative"
 SEGMENT_COLUMNS = ("ytid", "start_seconds", "end_seconds", "positive_labels")
 SELECTION_COLUMNS = ("ytid", "start_seconds", "end_seconds", "split", "source_list", "role", "hard_group",
                      "positive_labels")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from classify.config import TrainConfig
+from classify.compatibility import AUDIOSET_RELEASE
 from classify.options import add_event_options, add_training_options, event_settings, training_configs
 from embed.options import add_embedder_options, embedder_config_from_args
 from homesound.config_defaults import default_of
@@ -43,7 +44,7 @@ def _register_train(subcommands: argparse._SubParsersAction) -> None:
                          "of this model (vggish, yamnet)")
     fitting.add_argument("--mix-embedders", action="store_true",
                          help="allow sequences from several embedders (only if they share one embedding space)")
-    fitting.add_argument("--accept-embedder", choices=("audioset-release",),
+    fitting.add_argument("--accept-embedder", choices=(AUDIOSET_RELEASE,),
                          help="say that the workspace's VGGish archive is compatible with AudioSet's released "
                               "features (Google's checkpoint and official PCA): the model then reads it too; checked "
                               "against --official-pca and recorded in the model and the run")

@@ -7,7 +7,10 @@ import os
 import sys
 
 from embed.discover import DEFAULT_EXTENSIONS
+from embed.jobs import RandomWeightsConfig
 from embed.options import add_embedder_options, embedder_config_from_args, positive_int
+from embed.ray_cluster import ClusterConfig  # its module imports Ray only when a job runs on a cluster
+from homesound.config_defaults import default_of
 from homesound.errors import HomesoundError
 
 
@@ -45,7 +48,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                          help="decode and run the network on a Ray cluster: the head node's HOST:PORT, or 'auto' "
                               "(the default: $RAY_ADDRESS or the cluster this machine is in); every node must see "
                               "the paths and the model files at the same place (pip install 'homesound[ray]')")
-    archive.add_argument("--ray-actors-per-node", type=positive_int, default=1, metavar="N",
+    archive.add_argument("--ray-actors-per-node", type=positive_int, default=default_of(ClusterConfig, "actors_per_node"),
+                         metavar="N",
                          help="with --ray: network actors per node without GPUs, sharing its cores (default 1; "
                               "a node with GPUs gets one per GPU)")
     embed.set_defaults(handler=run_embed)
@@ -55,7 +59,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     random = tools.add_parser(
         "random-weights", help="write deterministic RANDOM weights in all three formats (offline tests, demos)")
     random.add_argument("--out", required=True, metavar="DIR")
-    random.add_argument("--seed", type=int, default=0)
+    random.add_argument("--seed", type=int, default=default_of(RandomWeightsConfig, "seed"))
     random.add_argument("--force", action="store_true", help="write them again even if DIR already holds them")
     random.set_defaults(handler=run_random_weights)
     export = tools.add_parser("export-savedmodel", help="Google's checkpoint -> SavedModel with the TF Hub signature")

@@ -44,7 +44,7 @@ def _register_listen(subcommands: argparse._SubParsersAction) -> None:
     add_backend_options(listen, with_device=False)
 
     audio = listen.add_argument_group("audio source")
-    audio.add_argument("--source", default="mic", metavar="SOURCE",
+    audio.add_argument("--source", default=default_of(ListenConfig, "source"), metavar="SOURCE",
                        help="'mic' (default input), 'mic:NAME' or 'mic:INDEX', '-' (raw PCM on stdin), "
                             "an rtsp/http/... URL (via ffmpeg), or an audio file")
     audio.add_argument("--rate", type=int, help="sample rate: required for stdin; microphone default: 16000 if the "
