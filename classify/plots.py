@@ -46,9 +46,11 @@ def precision_recall_curves(label: str, curves: dict[str, tuple[np.ndarray, np.n
 
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 5))
+    drawn = False
     for level, (scores, targets) in curves.items():
         if not (targets > 0.5).any():
             continue
+        drawn = True
         precision, recall, thresholds = precision_recall_curve(targets > 0.5, scores)
         line, = axis.plot(recall, precision, label=f"per {'second' if level == 'frame' else 'clip'}")
         at = np.searchsorted(thresholds, threshold)
@@ -57,7 +59,10 @@ def precision_recall_curves(label: str, curves: dict[str, tuple[np.ndarray, np.n
     axis.set(xlabel="recall", ylabel="precision", title=f"{label} (dot: threshold {threshold:.2f})",
              xlim=(0, 1.02), ylim=(0, 1.02))
     axis.grid(alpha=0.3)
-    axis.legend(loc="lower left")
+    if drawn:
+        axis.legend(loc="lower left")
+    else:
+        axis.text(0.5, 0.5, "no positive labels held out: no curve", ha="center", va="center")
     return _save(figure, path)
 
 

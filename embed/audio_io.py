@@ -58,7 +58,8 @@ def finite_mono(samples: np.ndarray) -> tuple[np.ndarray, int]:
     every place audio enters (files, live streams, arrays) reads it this way.
     """
     samples = np.asarray(samples)
-    mono = (samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]) if samples.ndim == 2 else samples
+    with np.errstate(invalid="ignore"):  # inf and -inf in one frame average to NaN: zeroed below like any other
+        mono = (samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]) if samples.ndim == 2 else samples
     finite = np.isfinite(mono)
     if finite.all():
         return mono, 0
