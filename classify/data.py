@@ -38,22 +38,6 @@ class EncodedSequences:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def subset(self, indices: Sequence[int]) -> EncodedSequences:
-        pick = list(indices)
-        return EncodedSequences(
-            classes=self.classes,
-            input_encoding=self.input_encoding,
-            keys=tuple(self.keys[i] for i in pick),
-            groups=tuple(self.groups[i] for i in pick),
-            splits=tuple(self.splits[i] for i in pick),
-            features=tuple(self.features[i] for i in pick),
-            frame_targets=tuple(self.frame_targets[i] for i in pick),
-            clip_targets=self.clip_targets[pick],
-            start_seconds=tuple(self.start_seconds[i] for i in pick),
-            hop_seconds=tuple(self.hop_seconds[i] for i in pick),
-            lengths=self.lengths[pick],
-        )
-
 
 def classes_of(sequences: Iterable[LabeledSequence]) -> tuple[str, ...]:
     """The detector's classes come from the data: every target some sequence is labeled for, sorted."""

@@ -215,11 +215,6 @@ class AudioReader:
                 self.truncated = f"ffmpeg: {last_line}"
 
 
-def read_info(path: str | os.PathLike) -> AudioInfo:
-    with AudioReader(path) as reader:
-        return reader.info
-
-
 def read_mono(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """The whole file as float64 mono (for short clips and tests; long files use AudioReader)."""
     with AudioReader(path) as reader:

@@ -26,6 +26,7 @@ from homesound.workspace.training_data import (
     iter_labeled_sequences,
     seconds_to_frames,
     split_of_recording,
+    strong_label_sequences,
     strong_label_summary,
     upsert_strong_labels,
 )
@@ -94,8 +95,7 @@ def test_strong_labels_become_sequences_of_the_labeled_stretches(tmp_path):
 
 def test_providers_are_chained_and_filtered_by_split(tmp_path):
     truth = planted_workspace(tmp_path / "home.db", recordings=10, seconds=12, seed=2)
-    providers = ("homesound.workspace.training_data:strong_label_sequences",
-                 f"{__name__}:fake_audioset_provider")
+    providers = (strong_label_sequences, fake_audioset_provider)
     with Workspace(tmp_path / "home.db") as workspace:
         everything = list(iter_labeled_sequences(workspace, providers=providers))
         test_only = list(iter_labeled_sequences(workspace, "test", providers=providers))

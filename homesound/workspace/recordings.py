@@ -146,21 +146,9 @@ def load_class_scores(workspace: Workspace, content_sha256: str, embedder_id: st
     return class_scores_from_blob(rows[0]["class_scores"], rows[0]["frames"], spec.class_count)
 
 
-def get_recording(workspace: Workspace, path: str) -> RecordingRow | None:
-    rows = workspace.query("SELECT * FROM recordings WHERE path=?", (path,))
-    return _recording(rows[0]) if rows else None
-
-
 def list_recordings(workspace: Workspace, status: str | None = None) -> list[RecordingRow]:
     sql = "SELECT * FROM recordings" + (" WHERE status=?" if status else "") + " ORDER BY path"
     return [_recording(row) for row in workspace.query(sql, (status,) if status else ())]
-
-
-def has_embedding(workspace: Workspace, content_sha256: str, embedder_id: str) -> bool:
-    rows = workspace.query(
-        "SELECT 1 FROM embeddings WHERE content_sha256=? AND embedder_id=?", (content_sha256, embedder_id)
-    )
-    return bool(rows)
 
 
 @dataclass(frozen=True)

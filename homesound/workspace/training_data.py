@@ -2,9 +2,9 @@
 source recording (group) of each labeled recording, and the registry of providers.
 
 A *provider* is a function `(workspace, split) -> Iterator[LabeledSequence]` (split None = all).
-`iter_labeled_sequences` chains every provider listed in LABELED_SEQUENCE_PROVIDERS
-("module:function" strings), so a stage that stores labeled data (AudioSet segments, Label
-Studio labels, ...) plugs in with one line and the detector trains on all of it.
+`iter_labeled_sequences` chains every provider listed in LABELED_SEQUENCE_PROVIDERS, so a stage
+that stores labeled data (AudioSet segments, Label Studio labels, ...) plugs in with one line and
+the detector trains on all of it.
 
 Strong labels live here, per embedding frame ("second": frame i covers [i * hop, (i + 1) * hop)
 of the recording, hop = 0.96 s), one row per (recording content, second, target); labeling tools
@@ -21,7 +21,6 @@ never on both sides; without a group a recording is its own.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import math
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -29,7 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from homesound.frames import VGGISH_FRAMES
 from homesound.sequences import LabeledSequence, mask_runs
+from homesound.workspace.audioset import audioset_sequences
 from homesound.workspace.core import Workspace, utc_now
 from homesound.workspace.recordings import load_embedding
 
@@ -70,13 +71,9 @@ MIGRATIONS = (
     """,
 )
 
-LABELED_SEQUENCE_PROVIDERS = (
-    "homesound.workspace.audioset:audioset_sequences",
-    "homesound.workspace.training_data:strong_label_sequences",
-    "homesound.workspace.training_data:clip_label_sequences",
-)
-
-HOP_SECONDS = 0.96
+# Strong labels are stored per frame of the grid every embedder shares (VGGish's 0.96 s; YAMNet's
+# frames are taken on it too), so a label stays valid whichever embedder trains on it.
+HOP_SECONDS = VGGISH_FRAMES.hop_seconds
 CONTEXT_FRAMES = 5  # unlabeled seconds before a labeled stretch, so a causal model has warmed up
 HELD_OUT_FRACTION = 0.2  # of labeled recordings (by content hash) kept as split "test"
 
@@ -301,17 +298,15 @@ def clip_label_sequences(workspace: Workspace, split: str | None = None) -> Iter
         )
 
 
-def resolve_provider(entry: str) -> Provider:
-    module_name, _, function_name = entry.rpartition(":") if ":" in entry else entry.rpartition(".")
-    return getattr(importlib.import_module(module_name), function_name)
+LABELED_SEQUENCE_PROVIDERS: tuple[Provider, ...] = (audioset_sequences, strong_label_sequences, clip_label_sequences)
 
 
 def iter_labeled_sequences(
-    workspace: Workspace, split: str | None = None, providers: Iterable[str] = LABELED_SEQUENCE_PROVIDERS
+    workspace: Workspace, split: str | None = None, providers: Iterable[Provider] = LABELED_SEQUENCE_PROVIDERS
 ) -> Iterator[LabeledSequence]:
     """Every labeled sequence the workspace holds, from every registered provider, in provider order."""
-    for entry in providers:
-        yield from resolve_provider(entry)(workspace, split)
+    for provider in providers:
+        yield from provider(workspace, split)
 
 
 def status_section(workspace: Workspace) -> dict:
