@@ -4,28 +4,34 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import importlib
 import json
 import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Iterator
 
 from homesound import __version__
 from homesound.errors import HomesoundError
 
-# Modules that own tables; each defines COMPONENT (a name) and MIGRATIONS (SQL scripts, in order).
-COMPONENT_MODULES = (
-    "homesound.workspace.runs",
-    "homesound.workspace.recordings",
-    "homesound.workspace.audioset",
-    "homesound.workspace.training_data",
-    "homesound.workspace.classify",
-    "homesound.workspace.active_learning",
-    "homesound.workspace.listen",
-    "homesound.workspace.lock",
-)
+
+def component_modules() -> tuple[ModuleType, ...]:
+    """The modules that own tables, in migration order; each defines COMPONENT (a name) and MIGRATIONS (SQL
+    scripts, in order). Imported here, when a workspace opens, because each of them imports this module."""
+    from homesound.workspace import (
+        active_learning,
+        audioset,
+        classify,
+        listen,
+        lock,
+        recordings,
+        runs,
+        training_data,
+    )
+
+    return (runs, recordings, audioset, training_data, classify, active_learning, listen, lock)
+
 
 BUSY_TIMEOUT_SECONDS = 30.0
 
@@ -169,8 +175,7 @@ class Workspace:
                 " component TEXT PRIMARY KEY, version INTEGER NOT NULL, migrated_at TEXT NOT NULL)"
             )
             applied = {row["component"]: row["version"] for row in db.execute("SELECT * FROM schema_versions")}
-            for module_name in COMPONENT_MODULES:
-                module = importlib.import_module(module_name)
+            for module in component_modules():
                 current = applied.get(module.COMPONENT, 0)
                 if current > len(module.MIGRATIONS):
                     raise HomesoundError(
@@ -195,8 +200,7 @@ class Workspace:
     def outdated_components(self) -> set[str]:
         """Components an older homesound wrote and a read-only open could not migrate."""
         versions = self.schema_versions()
-        modules = (importlib.import_module(name) for name in COMPONENT_MODULES)
-        return {module.COMPONENT for module in modules if versions.get(module.COMPONENT, 0) < len(module.MIGRATIONS)}
+        return {module.COMPONENT for module in component_modules() if versions.get(module.COMPONENT, 0) < len(module.MIGRATIONS)}
 
     def require_current(self, component: str) -> None:
         if component in self.outdated_components():

@@ -6,9 +6,7 @@ later stages (models, labels, active-learning rounds) add theirs the same way.
 
 from __future__ import annotations
 
-import importlib
-
-from homesound.workspace.core import COMPONENT_MODULES, Workspace
+from homesound.workspace.core import Workspace, component_modules
 
 
 def workspace_status(workspace: Workspace) -> dict:
@@ -16,8 +14,7 @@ def workspace_status(workspace: Workspace) -> dict:
     versions = workspace.schema_versions()
     outdated = workspace.outdated_components()
     sections: dict = {"workspace": {"path": str(workspace.path), "schema_versions": versions}}
-    for module_name in COMPONENT_MODULES:
-        module = importlib.import_module(module_name)
+    for module in component_modules():
         section = getattr(module, "status_section", None)
         if section is None:
             continue
