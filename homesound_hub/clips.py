@@ -61,9 +61,11 @@ class FinishedClip:
 
 class ClipRecorder(Sink):
     def __init__(self, settings: ClipSettings, *, detector: str, embedder_id: str, embedder_provenance: dict,
-                 frames: FrameSpec, class_names: tuple[str, ...] | None = None, run_id: int | None = None):
+                 frames: FrameSpec, class_names: tuple[str, ...] | None = None, run_id: int | None = None,
+                 model_id: int | None = None):
         self.settings = settings
         self.detector = detector
+        self.model_id = model_id
         self.embedder_id = embedder_id
         self.embedder_provenance = embedder_provenance
         self.frames = frames
@@ -196,4 +198,5 @@ class ClipRecorder(Sink):
                 event_end_in_clip=round(clip.event_end_in_clip, 3),
                 peak_probability=event.peak_probability, mean_probability=event.mean_probability,
                 source=clip.report.source, detector=self.detector, embedder_id=self.embedder_id,
+                model_id=self.model_id,
             ), self.run_id)

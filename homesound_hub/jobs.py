@@ -160,7 +160,7 @@ def _clip_run(config: ListenConfig, source: str, runtime: _Runtime) -> Iterator[
         yield _ClipRun(run, ClipRecorder(clips, detector=runtime.name, embedder_id=runtime.embedder.embedder_id,
                                          embedder_provenance=runtime.embedder.provenance,
                                          frames=runtime.embedder.frames, class_names=runtime.embedder.class_names,
-                                         run_id=run.id))
+                                         run_id=run.id, model_id=runtime.register_model(workspace)))
 
 
 @contextmanager
@@ -199,8 +199,21 @@ class _Runtime:
     embedder: Any
     detector: Any
     name: str
+    model_path: str  # the detector's identity in the workspace's models table: its file (or zero-shot) ...
+    model_sha256: str  # ... and content; a hub runs the model it was exported from, so it shares that row
     filter_table: Any = None  # resampy's filter, from the hub directory
     exact_embeddings: bool = True  # the embeddings are those of the embedder id they carry
+
+    def register_model(self, workspace) -> int:
+        """The detector's models row (the same one `detect --model` with that file uses)."""
+        from homesound.workspace.classify import register_model
+
+        config = getattr(self.detector, "config", None)  # the hub's numpy detector carries its metadata instead
+        return register_model(
+            workspace, path=self.model_path, sha256=self.model_sha256,
+            config={"model": vars(config) if config is not None else self.detector.metadata},
+            classes=self.detector.classes, thresholds=self.detector.thresholds,
+            embedder_ids=self.detector.embedder_ids, metrics=getattr(self.detector, "metrics", None))
 
     def embedder_factory(self, sample_rate: int, on_audio):
         from embed.streaming import StreamingEmbedder
@@ -214,8 +227,10 @@ def _hub_runtime(config: ListenConfig, progress: Progress | None) -> _Runtime:
     hub = load_hub(config.hub, config.variant, threads=config.threads)
     if progress:
         progress(f"listening with {hub.description}")
-    name = f"hub:{Path(config.hub).resolve()} (detector sha256 {hub.manifest['detector']['sha256'][:12]})"
-    return _Runtime(hub.embedder, hub.detector, name, hub.filter_table, exact_embeddings=hub.exact)
+    exported = hub.manifest["detector"]
+    name = f"hub:{Path(config.hub).resolve()} (detector sha256 {exported['sha256'][:12]})"
+    return _Runtime(hub.embedder, hub.detector, name, exported["source"], exported["sha256"], hub.filter_table,
+                    exact_embeddings=hub.exact)
 
 
 def _full_runtime(config: ListenConfig) -> _Runtime:
@@ -230,8 +245,9 @@ def _full_runtime(config: ListenConfig) -> _Runtime:
         raise HomesoundError(f"{config.model} is bidirectional (offline only); train a causal detector to listen")
     embedder = _detector_embedder(config.embedder, detector, batch_size=1)
     embedder.raw_embeddings([np.zeros(embedder.frames.window_samples)])  # compile now
-    where = config.model if not Path(config.model).exists() else Path(config.model).resolve()
-    return _Runtime(embedder, detector, f"model:{where} (sha256 {model_sha256(config.model, detector)[:12]})")
+    where = config.model if not Path(config.model).exists() else str(Path(config.model).resolve())
+    digest = model_sha256(config.model, detector)
+    return _Runtime(embedder, detector, f"model:{where} (sha256 {digest[:12]})", where, digest)
 
 
 def _detector_embedder(choice: DetectorEmbedder, detector, **settings):

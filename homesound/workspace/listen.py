@@ -35,6 +35,11 @@ MIGRATIONS = (
     );
     CREATE INDEX live_events_by_time ON live_events(started_at)
     """,
+    # The detector as its registered models row, like detections and the active-learning queue; the
+    # `detector` text stays as people read it (events heard before this version keep only that).
+    """
+    ALTER TABLE live_events ADD COLUMN model_id INTEGER REFERENCES models(id)
+    """,
 )
 
 
@@ -52,6 +57,7 @@ class LiveEvent:
     source: str  # the audio source's description (passwords redacted)
     detector: str  # model file or hub directory, with its sha256
     embedder_id: str
+    model_id: int | None = None  # the detector's models row
 
 
 def save_live_event(workspace: Workspace, event: LiveEvent, run_id: int | None = None) -> None:
@@ -60,10 +66,11 @@ def save_live_event(workspace: Workspace, event: LiveEvent, run_id: int | None =
         db.execute(
             "INSERT OR IGNORE INTO live_events(content_sha256, clip_path, label, started_at, ended_at,"
             " event_start_in_clip, event_end_in_clip, peak_probability, mean_probability, source, detector,"
-            " embedder_id, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " embedder_id, model_id, run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (event.content_sha256, event.clip_path, event.label, event.started_at, event.ended_at,
              float(event.event_start_in_clip), float(event.event_end_in_clip), float(event.peak_probability),
-             float(event.mean_probability), event.source, event.detector, event.embedder_id, run_id, utc_now()),
+             float(event.mean_probability), event.source, event.detector, event.embedder_id, event.model_id, run_id,
+             utc_now()),
         )
 
 

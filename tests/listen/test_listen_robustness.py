@@ -154,6 +154,7 @@ def test_events_go_to_a_webhook_and_into_the_workspace_as_clips(hub_dir, househo
     from homesound_hub.bundle import load_hub
     from embed.streaming import StreamingEmbedder
     from homesound.workspace import Workspace
+    from homesound.workspace.classify import get_model
     from homesound.workspace.listen import list_live_events
     from homesound.workspace.recordings import iter_embedded_recordings
     from homesound.workspace.runs import list_runs
@@ -172,8 +173,13 @@ def test_events_go_to_a_webhook_and_into_the_workspace_as_clips(hub_dir, househo
         live = list_live_events(workspace)
         stored = {recording.path: embedding for recording, embedding in iter_embedded_recordings(workspace, with_raw=True)}
         runs = list_runs(workspace, "listen")
+        models = {event.model_id: get_model(workspace, event.model_id) for event in live}
     assert [(e.started_at, e.label) for e in live] == sorted((r["start_time"], r["label"]) for r in ended)
     assert runs[-1]["status"] == "completed"
+    # The hub's detector is the registered model it was exported from: one identity, by id.
+    manifest = json.loads((hub_dir / "manifest.json").read_text())
+    (model,) = models.values()
+    assert model["sha256"] == manifest["detector"]["sha256"] and model["path"] == manifest["detector"]["source"]
 
     hub = load_hub(hub_dir)
     for event, record in zip(live, sorted(ended, key=lambda r: (r["start_time"], r["label"]))):
