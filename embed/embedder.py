@@ -154,6 +154,18 @@ def resolve_hub_handle(handle: str, model: str, option: str) -> str:
         ) from None
 
 
+def load_hub_savedmodel(directory: str, model: str, source: str):
+    """A SavedModel with a TF Hub module's signature, as a callable (its serving signature when the object
+    itself is not); a directory that is not one is the user's to fix, in one line."""
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(directory)
+    except (OSError, ValueError, tf.errors.OpError) as error:
+        raise ModelSourceError(f"{model} SavedModel {source}: cannot load ({str(error).splitlines()[0]})") from None
+    return loaded if callable(loaded) else loaded.signatures["serving_default"]
+
+
 def directory_sha256(directory: str) -> str:
     root = Path(directory)
     return files_sha256(sorted(p for p in root.rglob("*") if p.is_file()), root)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from embed.embedder import VGGISH_BACKENDS as BACKENDS
-from embed.embedder import Embedder, EmbedderConfig, EmbedderSource, files_sha256, resolve_hub_handle
+from embed.embedder import Embedder, EmbedderConfig, EmbedderSource, files_sha256, load_hub_savedmodel, resolve_hub_handle
 from embed.frontend import waveform_to_examples
 from embed.params import VGGISH
 from embed.postprocess import PCAParams, postprocess
@@ -113,14 +113,8 @@ class SavedModelEmbedder(VGGishEmbedder):
     """A SavedModel with the Hub signature (local directory or resolved from a TF Hub handle)."""
 
     def __init__(self, kind: str, source: str, directory: str, pca_path: str, config: EmbedderConfig):
-        import tensorflow as tf
-
         self.kind = kind
-        try:
-            model = tf.saved_model.load(directory)
-        except (OSError, ValueError, tf.errors.OpError) as error:
-            raise ModelSourceError(f"VGGish SavedModel {source}: cannot load ({str(error).splitlines()[0]})") from None
-        self.model = model if callable(model) else model.signatures["serving_default"]
+        self.model = load_hub_savedmodel(directory, "VGGish", source)
         super().__init__(source, source_sha256(kind, directory), PCAParams.load(pca_path), file_sha256(pca_path),
                          config)
 

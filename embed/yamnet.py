@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from embed.embedder import (
-    ChunkFrames, Embedder, EmbedderConfig, EmbedderSource, directory_sha256, resolve_hub_handle,
+    ChunkFrames, Embedder, EmbedderConfig, EmbedderSource, directory_sha256, load_hub_savedmodel,
+    resolve_hub_handle,
 )
 from homesound import __version__
 from homesound.errors import ModelSourceError
@@ -114,14 +115,8 @@ class YamnetSavedModelEmbedder(YamnetEmbedder):
 
     def __init__(self, kind: str, source: str, directory: str, provenance: dict, class_names: list[str],
                  config: EmbedderConfig):
-        import tensorflow as tf
-
         self.kind = kind
-        try:
-            model = tf.saved_model.load(directory)
-        except (OSError, ValueError, tf.errors.OpError) as error:
-            raise ModelSourceError(f"YAMNet SavedModel {source}: cannot load ({str(error).splitlines()[0]})") from None
-        self.model = model if callable(model) else model.signatures["serving_default"]
+        self.model = load_hub_savedmodel(directory, "YAMNet", source)
         super().__init__(source, provenance, class_names, config)
 
     def embed_chunks(self, chunks: list[np.ndarray]) -> list[ChunkFrames]:
