@@ -66,8 +66,9 @@ def add_backend_options(parser: argparse.ArgumentParser, with_device: bool = Tru
                                  "are faster, print how far they are from float32, and get their own embedder id")
 
 
-def chosen_model(args: argparse.Namespace, default: str = "vggish") -> str:
-    """--embedder, or yamnet when only --yamnet is given; a source option for the other model is a mistake."""
+def chosen_model(args, default: str = "vggish") -> str:
+    """--embedder, or yamnet when only --yamnet is given; a source option for the other model is a mistake.
+    `args`: the parsed options, or any object with their names (e.g. homesound_hub.jobs.DetectorEmbedder)."""
     model = args.embedder or ("yamnet" if args.yamnet else "vggish" if args.vggish else default)
     if model not in EMBEDDER_MODELS:
         raise HomesoundError(f"--embedder {model}: choose {' or '.join(EMBEDDER_MODELS)}")
@@ -78,8 +79,9 @@ def chosen_model(args: argparse.Namespace, default: str = "vggish") -> str:
     return model
 
 
-def embedder_config_from_args(args: argparse.Namespace, default_model: str = "vggish", **settings) -> EmbedderConfig:
-    """One EmbedderConfig from the embedder options (`settings` override the rest, e.g. batch_size=1)."""
+def embedder_config_from_args(args, default_model: str = "vggish", **settings) -> EmbedderConfig:
+    """One EmbedderConfig from the embedder options, as chosen_model reads them (`settings` override the rest,
+    e.g. batch_size=1); an option the object lacks takes EmbedderConfig's default."""
     model = chosen_model(args, default_model)
     defaults = {name: default_of(EmbedderConfig, name) for name in ("backend", "device", "precision")}
     runtime = {name: getattr(args, name, default) for name, default in defaults.items()}

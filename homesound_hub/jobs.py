@@ -7,14 +7,13 @@ module level: a hub box runs `listen` with a hub directory and has neither Tenso
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -256,12 +255,11 @@ def _detector_embedder(choice: DetectorEmbedder, detector, **settings):
     from embed.embedder import load_embedder
     from embed.options import chosen_model, embedder_config_from_args
 
-    options = argparse.Namespace(**asdict(choice))
-    model = chosen_model(options, default=detector.frames.model)
+    model = chosen_model(choice, default=detector.frames.model)
     given = choice.yamnet if model == "yamnet" else choice.vggish
     source = given or (_trained_source(detector) if model == detector.frames.model else None)
     embedder = load_embedder(config=embedder_config_from_args(
-        options, model, source=source, **{"jit_compile": choice.jit_compile, **settings}))
+        choice, model, source=source, **{"jit_compile": choice.jit_compile, **settings}))
     check_source(detector, embedder.embedder_id, embedder.class_names)
     return embedder
 
