@@ -168,11 +168,8 @@ def main() -> None:
         if not args.yamnet:
             write_random_vggish(weights)
         archive = scratch / "archive"
-        long_minutes = [float(m) for m in args.long_minutes.split(",") if m]
-        audio_seconds = build_archive(archive, args.clips, long_minutes)
-        files = sum(1 for path in archive.rglob("*") if path.is_file())
-        print(f"archive: {files} files, {audio_seconds / 3600:.2f} h of audio "
-              f"(shared clips + {len(long_minutes)} long synthetic recordings: {args.long_minutes} min)")
+        built = build_archive(archive, args.clips, args.long_minutes)
+        print(built.description)
 
         single = measure("single", next((archive / "long").glob("*_long_44k_stereo.wav")), weights)
         single_rate = single["audio_seconds"] / 3600 / (single["wall_seconds"] / 60)

@@ -143,11 +143,8 @@ def main() -> None:
         weights = scratch / "weights"
         write_random_vggish(weights)
         archive = scratch / "archive"
-        long_minutes = [float(m) for m in args.long_minutes.split(",") if m]
-        audio_seconds = build_archive(archive, args.clips, long_minutes)
-        files = sum(1 for path in archive.rglob("*") if path.is_file())
-        print(f"archive: {files} files, {audio_seconds / 3600:.2f} h of audio "
-              f"(shared clips + {len(long_minutes)} long synthetic recordings: {args.long_minutes} min)\n")
+        built = build_archive(archive, args.clips, args.long_minutes)
+        print(built.description, end="\n\n")
 
         print("| run | end to end, x real time | ratio | steady, x real time | ratio | contents not byte-equal |")
         print("|---|---|---|---|---|---|", flush=True)
@@ -159,9 +156,9 @@ def main() -> None:
             runs.append(("Ray, 2 nodes: 1 decoding worker + 1 network actor each", [1, 1], 1))
         for index, (name, nodes, actors_per_node) in enumerate(runs):
             if nodes is None:
-                result = run_job(archive, scratch / "single.db", weights, files)
+                result = run_job(archive, scratch / "single.db", weights, built.files)
             else:
-                result = ray_job(archive, scratch, weights, files, f"ray{index}", nodes, actors_per_node)
+                result = ray_job(archive, scratch, weights, built.files, f"ray{index}", nodes, actors_per_node)
             single = single or result
             print(f"| {name} | {result['end_to_end']:.1f} | {result['end_to_end'] / single['end_to_end']:.2f} "
                   f"| {result['steady']:.1f} | {result['steady'] / single['steady']:.2f} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,27 +29,36 @@ def make_recording(path: Path, seconds: float, rate: int = 44100, channels: int 
             out.write(signal * (np.sin(2 * np.pi * t / 7.0)[:, None] > 0))
 
 
-def shared_clips() -> Path:
-    data = find_shared_data()
-    if data is None or not (data / "clips").is_dir():
-        raise SystemExit("../shared/data/clips not found")
-    return data / "clips"
+@dataclass(frozen=True)
+class BenchmarkArchive:
+    files: int
+    seconds: float  # of audio
+    description: str  # one line for the benchmark's report
 
 
-def build_archive(root: Path, clips: int, long_minutes: list[float]) -> float:
-    """Copies of the real clips in their label folders, plus long recordings; returns seconds of audio."""
+def build_archive(root: Path, clips: int, long_minutes: str) -> BenchmarkArchive:
+    """`clips` real clips (chosen by label from clips.csv, the labels taking turns; seeded) in their label
+    folders, plus one long synthetic recording per entry of the comma-separated `long_minutes`."""
+    import pandas as pd
     import soundfile
 
+    data = find_shared_data()
+    if data is None or not (data / "clips.csv").is_file():
+        raise SystemExit("../shared/data/clips.csv not found")
+    table = pd.read_csv(data / "clips.csv").sample(frac=1.0, random_state=0)
+    table = table.assign(turn=table.groupby("label").cumcount()).sort_values(["turn", "label"], kind="stable")
     seconds = 0.0
-    sources = sorted(shared_clips().rglob("*.*"))[:clips]
-    for source in sources:
+    for relative in table["path"].head(clips):
+        source = data / relative
         target = root / "clips" / source.parent.name / source.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, target)
         seconds += soundfile.info(str(source)).duration
+    minutes = [float(m) for m in long_minutes.split(",") if m]
     (root / "long").mkdir(parents=True)
-    for index, ((name, rate, channels), minutes) in enumerate(zip(itertools.cycle(LONG_FORMATS), long_minutes)):
-        path = root / "long" / f"{index}_{name}"
-        make_recording(path, minutes * 60, rate=rate, channels=channels)
-        seconds += minutes * 60
-    return seconds
+    for index, ((name, rate, channels), length) in enumerate(zip(itertools.cycle(LONG_FORMATS), minutes)):
+        make_recording(root / "long" / f"{index}_{name}", length * 60, rate=rate, channels=channels)
+        seconds += length * 60
+    files = sum(1 for path in root.rglob("*") if path.is_file())
+    return BenchmarkArchive(files, seconds, f"archive: {files} files, {seconds / 3600:.2f} h of audio (shared clips + "
+                                            f"{len(minutes)} long synthetic recordings: {long_minutes} min)")
