@@ -1,6 +1,6 @@
 """Archive embedding speed, memory, no-op rerun and resume after kill -9 (`homesound embed --workspace`).
 
-Builds an archive of the shared real clips (658 files, ~1 hour; Ogg, FLAC, float and 8 kHz WAV)
+Builds an archive of the shared real clips (1,088 files, ~1.5 hours; Ogg, FLAC, float and 8 kHz WAV)
 plus long synthetic recordings, then prints:
   - hours of audio per minute for the whole archive, and its ratio to the single-file speed
     (embed_file on one long file, network compiled beforehand: the best case for one file);
@@ -12,7 +12,7 @@ VGGish weights are random (offline); speed does not depend on their values. With
 real YAMNet .tflite embeds instead. Load on the machine from other jobs is printed too, since it
 changes every figure.
 
-    python benchmarks/archive_embed.py [--long-minutes 30,20,20] [--clips 658] [--skip-resume]
+    python benchmarks/archive_embed.py [--long-minutes 30,20,20] [--clips 1088] [--skip-resume]
     python benchmarks/archive_embed.py --yamnet ../shared/models/yamnet/yamnet.tflite --long-minutes 10
 """
 
